@@ -1,0 +1,337 @@
+"""`AsyncPluginOrchestrator`: the async-native engine behind every qtforge API."""
+
+from __future__ import annotations
+
+import inspect
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any, Self
+
+import anyio
+import anyio.abc
+import anyio.lowlevel
+import anyio.to_thread
+
+from .._errors import Expected, PluginError, PluginErrorCode
+from .._plugins import PluginManager
+from ._binding import BinderCache
+from ._events import EventHub, EventStream
+from ._execution import Execution
+from ._logging import get_logger, wants_debug
+from ._registry import WorkflowRegistry
+from ._workflow import RetryPredicate
+
+__all__ = ["AsyncPluginOrchestrator"]
+
+_SHUTDOWN_GRACE = 5.0  # seconds each plugin's shutdown hook may take
+
+
+class AsyncPluginOrchestrator(WorkflowRegistry):
+    """The workflow engine, for asyncio and trio applications.
+
+    Use it as ``async with AsyncPluginOrchestrator() as orchestrator:``. Registry methods
+    are plain (they never wait); the rest are coroutines, return `Expected` results like
+    the sync `PluginOrchestrator`, and must be called from the task group's event loop.
+
+    Args:
+        plugin_manager: Where steps find their plugins. By default a new manager that has
+            discovered the installed ``qtforge.plugins`` entry points.
+        max_concurrency: Most steps of one execution running at once (``None``: no bound;
+            Sequential mode always runs one).
+        thread_limit: Most worker threads running sync plugin methods at once, across
+            all executions of this orchestrator.
+        retention: Finished executions kept for status and results queries; the oldest
+            are forgotten first.
+        retry_on: Decides for every step without its own ``retry_on`` whether an error may
+            be retried (default: any ``Exception``).
+        event_buffer: Events buffered per `events` subscriber before the oldest is dropped.
+        seed: Seeds the retry jitter, for reproducible runs.
+    """
+
+    def __init__(
+        self,
+        plugin_manager: PluginManager | None = None,
+        *,
+        max_concurrency: int | None = None,
+        thread_limit: int = 32,
+        retention: int = 1000,
+        retry_on: RetryPredicate | None = None,
+        event_buffer: int = 10_000,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if plugin_manager is not None and not isinstance(plugin_manager, PluginManager):
+            raise TypeError(
+                f"plugin_manager must be a PluginManager, not {type(plugin_manager).__name__}"
+            )
+        for name, value, optional in (
+            ("max_concurrency", max_concurrency, True),
+            ("thread_limit", thread_limit, False),
+            ("retention", retention, False),
+            ("event_buffer", event_buffer, False),
+        ):
+            if value is None and optional:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        self.plugin_manager = plugin_manager or PluginManager(discover=True)
+        self.max_concurrency = max_concurrency or 1_000_000_000
+        self.thread_limit = thread_limit
+        self.retention = retention
+        self.retry_on = retry_on
+        self.event_buffer = event_buffer
+        self._rng = random.Random(seed)
+        self._binders = BinderCache()
+        self._hub = EventHub()
+        self._log = get_logger("qtforge.engine")
+        self._executions: dict[str, Execution] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._initialized: dict[int, object] = {}
+        self._init_locks: dict[int, anyio.Lock] = {}
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._thread_limiter: anyio.CapacityLimiter
+        self._state = "new"  # -> open -> closed
+        self._stopped: anyio.Event | None = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError(
+                f"an AsyncPluginOrchestrator can be entered once (it is {self._state})"
+            )
+        self._thread_limiter = anyio.CapacityLimiter(self.thread_limit)
+        self._task_group = anyio.create_task_group()
+        await self._task_group.__aenter__()
+        self._state = "open"
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        """Cancel the executions still running, wait for them to end, then run the
+        plugins' ``shutdown()`` hooks (each bounded, shielded from cancellation)."""
+        self._state = "closed"
+        assert self._task_group is not None
+        for execution in list(self._executions.values()):
+            if not execution.finished:
+                execution.cancel("the orchestrator is closing")
+        try:
+            self._task_group.cancel_scope.cancel()
+            return await self._task_group.__aexit__(*exc_info)
+        finally:
+            self._hub.close()
+            with anyio.CancelScope(shield=True):
+                await self._shutdown_plugins()
+
+    async def aclose(self) -> None:
+        """Same as leaving ``async with``."""
+        await self.__aexit__(None, None, None)
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Run the orchestrator until `shutdown` is called (the sync facade's service task)."""
+        self._stopped = anyio.Event()
+        async with self:
+            task_status.started()
+            await self._stopped.wait()
+
+    async def shutdown(self) -> None:
+        """Make `serve` return, closing the orchestrator."""
+        assert self._stopped is not None
+        self._stopped.set()
+        await anyio.lowlevel.checkpoint()
+
+    # -- execution -------------------------------------------------------------------
+
+    async def execute_workflow(
+        self,
+        workflow_id: str,
+        initial_data: Mapping[str, Any] | None = None,
+        async_execution: bool = False,
+    ) -> Expected[str, PluginError]:
+        """Start an execution of a registered workflow; returns its execution id.
+
+        Checkpoint. Blocking mode (the default) returns once the execution has finished
+        (a failed one too: read the outcome from status and results); cancelling the
+        caller cancels the execution. With ``async_execution=True`` it returns at once and
+        the execution runs in the orchestrator's own task group.
+        """
+        _check_id("workflow_id", workflow_id)
+        if initial_data is not None and not isinstance(initial_data, Mapping):
+            raise TypeError(f"initial_data must be a mapping, not {type(initial_data).__name__}")
+        await anyio.lowlevel.checkpoint()
+        if self._state != "open":
+            return Expected.fail(
+                PluginErrorCode.InvalidState,
+                f"the orchestrator is {self._state}: use it as 'async with "
+                "AsyncPluginOrchestrator() as orchestrator:'",
+            )
+        spec = self._specs.get(workflow_id)
+        if spec is None:
+            return Expected.fail(self._workflow_not_found(workflow_id))
+        execution = Execution(self, spec, dict(initial_data or {}), time.time())
+        self._executions[execution.id] = execution
+        if async_execution:
+            assert self._task_group is not None
+            self._task_group.start_soon(execution.run, name=f"qtforge.execution:{execution.id}")
+        else:
+            await execution.run()
+        return Expected.ok(execution.id)
+
+    async def run_workflow(
+        self, workflow_id: str, initial_data: Mapping[str, Any] | None = None
+    ) -> Expected[dict[str, Any], PluginError]:
+        """Execute a workflow and return its results (see `get_workflow_results`).
+
+        Checkpoint; cancelling it cancels the execution.
+        """
+        started = await self.execute_workflow(workflow_id, initial_data)
+        if not started:
+            return Expected.fail(started.error())
+        return Expected.ok(self._executions[started.value()].results_dict())
+
+    async def wait_workflow(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
+        """Wait until an execution has finished; returns its results.
+
+        Checkpoint; cancelling the wait leaves the execution running.
+        """
+        found = self._find(execution_id)
+        if not found:
+            await anyio.lowlevel.checkpoint()
+            return Expected.fail(found.error())
+        execution = found.value()
+        await execution.done.wait()
+        return Expected.ok(execution.results_dict())
+
+    async def cancel_workflow(self, execution_id: str) -> Expected[None, PluginError]:
+        """Cancel a pending or running execution.
+
+        Checkpoint. It returns once cancellation is requested; running async steps are
+        cancelled, sync steps see `StepContext.cancelled` turn true and are no longer
+        waited for, and the execution ends ``cancelled`` as soon as its tasks unwind.
+        ``InvalidState`` if the execution has already finished.
+        """
+        await anyio.lowlevel.checkpoint()
+        found = self._find(execution_id)
+        if not found:
+            return Expected.fail(found.error())
+        execution = found.value()
+        if execution.finished:
+            return Expected.fail(
+                PluginErrorCode.InvalidState,
+                f"execution {execution_id!r} has already finished ({execution.status.value})",
+            )
+        execution.cancel("cancelled by request")
+        return Expected.ok(None)
+
+    async def get_workflow_status(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
+        """The status dictionary of an execution, running or finished. Checkpoint."""
+        await anyio.lowlevel.checkpoint()
+        return self.status_now(execution_id)
+
+    def status_now(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
+        """`get_workflow_status` without the checkpoint; call it on the engine's loop."""
+        found = self._find(execution_id)
+        if not found:
+            return Expected.fail(found.error())
+        return Expected.ok(found.value().status_dict())
+
+    async def get_workflow_results(
+        self, execution_id: str
+    ) -> Expected[dict[str, Any], PluginError]:
+        """The results dictionary of a finished execution. Checkpoint.
+
+        ``InvalidState`` while the execution is still pending or running.
+        """
+        await anyio.lowlevel.checkpoint()
+        found = self._find(execution_id)
+        if not found:
+            return Expected.fail(found.error())
+        execution = found.value()
+        if not execution.finished:
+            return Expected.fail(
+                PluginErrorCode.InvalidState,
+                f"execution {execution_id!r} has not finished yet ({execution.status.value})",
+            )
+        return Expected.ok(execution.results_dict())
+
+    def list_executions(self) -> list[str]:
+        """Ids of the executions still known (running ones and the retained finished ones)."""
+        return list(self._executions)
+
+    def events(self, execution_id: str | None = None, *, buffer: int | None = None) -> EventStream:
+        """Subscribe to events: of every execution, or of `execution_id` only.
+
+        The stream receives events from the moment this returns; iterate it with
+        ``async for``. See `EventStream` for when it ends and what a full buffer does.
+        """
+        return self._hub.subscribe(execution_id, buffer or self.event_buffer)
+
+    # -- internals -------------------------------------------------------------------
+
+    def _find(self, execution_id: str) -> Expected[Execution, PluginError]:
+        _check_id("execution_id", execution_id)
+        execution = self._executions.get(execution_id)
+        if execution is None:
+            return Expected.fail(PluginErrorCode.NotFound, f"no execution with id {execution_id!r}")
+        return Expected.ok(execution)
+
+    def _execution_finished(self, execution: Execution) -> None:
+        self._finished[execution.id] = None
+        while len(self._finished) > self.retention:
+            forgotten, _ = self._finished.popitem(last=False)
+            del self._executions[forgotten]
+
+    def _debug_logging(self) -> bool:
+        return wants_debug("qtforge.engine")
+
+    async def _ensure_initialized(self, plugin_id: str, plugin: object) -> None:
+        """Run the plugin's ``initialize()`` hook once, before its first step."""
+        key = id(plugin)
+        if key in self._initialized:
+            return
+        lock = self._init_locks.setdefault(key, anyio.Lock())
+        async with lock:
+            if key in self._initialized:
+                return
+            hook = getattr(plugin, "initialize", None)
+            if callable(hook):
+                try:
+                    await _call_hook(hook, self._thread_limiter)
+                except Exception as exc:
+                    raise PluginError(
+                        PluginErrorCode.InitializationFailed,
+                        f"plugin {plugin_id!r} failed to initialize: {type(exc).__name__}: {exc}",
+                        repr(exc),
+                    ) from exc
+            self._initialized[key] = plugin
+
+    async def _shutdown_plugins(self) -> None:
+        for plugin in reversed(list(self._initialized.values())):
+            hook = getattr(plugin, "shutdown", None)
+            if not callable(hook):
+                continue
+            with anyio.move_on_after(_SHUTDOWN_GRACE) as scope:
+                try:
+                    await _call_hook(hook, self._thread_limiter)
+                except Exception:
+                    self._log.exception("plugin.shutdown_failed", plugin=repr(plugin))
+            if scope.cancelled_caught:
+                self._log.warning("plugin.shutdown_timed_out", plugin=repr(plugin))
+        self._initialized.clear()
+
+
+async def _call_hook(hook: Any, limiter: anyio.CapacityLimiter) -> None:
+    if inspect.iscoroutinefunction(hook):
+        await hook()
+        return
+    outcome = await anyio.to_thread.run_sync(hook, limiter=limiter)
+    if inspect.isawaitable(outcome):
+        await outcome
+
+
+def _check_id(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")

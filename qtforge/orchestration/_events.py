@@ -1,0 +1,233 @@
+"""Execution events, and the hub that fans them out to subscribers.
+
+Every event is an immutable attrs object with a `kind` string. Subscribers read from
+their own bounded buffer, so a slow consumer never stalls the engine: when a buffer is
+full the oldest event in it is dropped, and the consumer receives an `EventsDropped`
+event, carrying the number lost, before the next event it gets.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import deque
+from typing import ClassVar, Self
+
+import anyio
+import anyio.lowlevel
+import attrs
+
+__all__ = [
+    "Event",
+    "EventHub",
+    "EventStream",
+    "EventsDropped",
+    "Progress",
+    "StepCancelled",
+    "StepCompleted",
+    "StepFailed",
+    "StepRetrying",
+    "StepSkipped",
+    "StepStarted",
+    "WorkflowCancelled",
+    "WorkflowCompleted",
+    "WorkflowFailed",
+    "WorkflowStarted",
+]
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """What every event carries; `timestamp` is seconds since the epoch."""
+
+    kind: ClassVar[str] = "event"
+    execution_id: str
+    workflow_id: str
+    timestamp: float
+    step_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowStarted(Event):
+    kind: ClassVar[str] = "workflow.started"
+    total_steps: int
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowCompleted(Event):
+    kind: ClassVar[str] = "workflow.completed"
+    duration_ms: float
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowFailed(Event):
+    kind: ClassVar[str] = "workflow.failed"
+    duration_ms: float
+    error: str
+    error_code: str
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowCancelled(Event):
+    kind: ClassVar[str] = "workflow.cancelled"
+    duration_ms: float
+
+
+@attrs.frozen(kw_only=True)
+class StepStarted(Event):
+    kind: ClassVar[str] = "step.started"
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class StepCompleted(Event):
+    kind: ClassVar[str] = "step.completed"
+    attempt: int
+    duration_ms: float
+
+
+@attrs.frozen(kw_only=True)
+class StepFailed(Event):
+    kind: ClassVar[str] = "step.failed"
+    attempt: int
+    error: str
+    error_code: str
+
+
+@attrs.frozen(kw_only=True)
+class StepRetrying(Event):
+    """Attempt `attempt` failed; the next one starts after `delay` seconds."""
+
+    kind: ClassVar[str] = "step.retrying"
+    attempt: int
+    delay: float
+    error: str
+    error_code: str
+
+
+@attrs.frozen(kw_only=True)
+class StepSkipped(Event):
+    kind: ClassVar[str] = "step.skipped"
+    reason: str
+
+
+@attrs.frozen(kw_only=True)
+class StepCancelled(Event):
+    kind: ClassVar[str] = "step.cancelled"
+
+
+@attrs.frozen(kw_only=True)
+class Progress(Event):
+    """`progress` is the workflow's, in percent; `step_progress` the step's, 0 to 1."""
+
+    kind: ClassVar[str] = "progress"
+    progress: float
+    step_progress: float | None = None
+    message: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class EventsDropped(Event):
+    """`count` events were dropped because this subscriber's buffer was full."""
+
+    kind: ClassVar[str] = "events.dropped"
+    count: int
+
+
+_TERMINAL = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)
+
+
+class EventStream:
+    """An async iterator over the events of one execution, or of all of them.
+
+    It is subscribed from the moment `AsyncPluginOrchestrator.events` returns it. A
+    stream for one execution ends after that execution's final event; a stream for all
+    executions ends when the orchestrator closes. ``aclose()`` (or leaving
+    ``async with``) unsubscribes early.
+    """
+
+    def __init__(self, hub: EventHub, execution_id: str | None, buffer: int) -> None:
+        self._hub = hub
+        self.execution_id = execution_id
+        self._buffer: deque[Event] = deque(maxlen=buffer)
+        self._dropped = 0
+        self._wakeup: anyio.Event | None = None
+        self._closed = False
+
+    def _put(self, event: Event) -> None:
+        if len(self._buffer) == self._buffer.maxlen:
+            self._dropped += 1
+        self._buffer.append(event)
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self.execution_id is not None and isinstance(event, _TERMINAL):
+            self._finish()
+
+    def _finish(self) -> None:
+        self._closed = True
+        self._hub._unsubscribe(self)
+        if self._wakeup is not None:
+            self._wakeup.set()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Event:
+        """Checkpoint; waits for the next event. Cancelling it loses no event."""
+        await anyio.lowlevel.checkpoint()
+        while not self._buffer:
+            if self._closed:
+                raise StopAsyncIteration
+            self._wakeup = anyio.Event()
+            await self._wakeup.wait()
+            self._wakeup = None
+        if self._dropped:
+            first = self._buffer[0]
+            dropped, self._dropped = self._dropped, 0
+            return EventsDropped(
+                execution_id=first.execution_id,
+                workflow_id=first.workflow_id,
+                timestamp=first.timestamp,
+                count=dropped,
+            )
+        return self._buffer.popleft()
+
+    async def aclose(self) -> None:
+        """Unsubscribe; events already buffered are discarded."""
+        self._buffer.clear()
+        self._finish()
+        await anyio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class EventHub:
+    """Fans events out to the streams subscribed to them; loop-thread only."""
+
+    def __init__(self) -> None:
+        self._streams: weakref.WeakSet[EventStream] = weakref.WeakSet()
+
+    def __bool__(self) -> bool:
+        """Whether anyone listens: publishers skip building events otherwise."""
+        return bool(self._streams)
+
+    def subscribe(self, execution_id: str | None, buffer: int) -> EventStream:
+        stream = EventStream(self, execution_id, buffer)
+        self._streams.add(stream)
+        return stream
+
+    def _unsubscribe(self, stream: EventStream) -> None:
+        self._streams.discard(stream)
+
+    def publish(self, event: Event) -> None:
+        for stream in list(self._streams):
+            if stream.execution_id is None or stream.execution_id == event.execution_id:
+                stream._put(event)
+
+    def close(self) -> None:
+        """End every stream (the orchestrator is closing)."""
+        for stream in list(self._streams):
+            stream._finish()

@@ -1,0 +1,514 @@
+"""One execution of a workflow: the scheduler.
+
+Ready steps wait in a heap keyed by their topological position. Worker tasks take
+them one at a time; a worker is spawned only when a step is taken while others are
+still ready and no spawned worker is idle, so no-op steps run back to back in one task
+(a checkpoint every few steps keeps the loop fair) while steps that wait overlap as
+much as the mode allows. Every attempt runs in its own cancel scope, which enforces the
+step timeout; retries wait outside it. Step failures are recorded as outcomes, so the
+execution's task group only ever sees cancellation and bugs.
+"""
+
+from __future__ import annotations
+
+import heapq
+import inspect
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+from .._errors import PluginError, PluginErrorCode
+from . import _events as ev
+from ._binding import Binder, resolve
+from ._context import CancelFlag, StepContext
+from ._dataflow import DataFlow, contribution
+from ._model import ExecutionMode, StepStatus
+from ._records import (
+    ExecutionStatus,
+    StepRecord,
+    Timeline,
+    duration_ms,
+    error_fields,
+    step_result,
+)
+from ._spec import StepSpec, WorkflowSpec
+from ._threads import run_in_thread
+
+if TYPE_CHECKING:
+    from ._engine import AsyncPluginOrchestrator
+
+__all__ = ["Execution"]
+
+_CHECKPOINT_EVERY = 16
+_Resolved = tuple[object, Callable[..., Any], Binder]
+
+
+def _as_plugin_error(exc: Exception, where: str) -> PluginError:
+    if isinstance(exc, PluginError):
+        return exc
+    return PluginError(
+        PluginErrorCode.ExecutionFailed, f"{where} raised {type(exc).__name__}: {exc}", repr(exc)
+    )
+
+
+def _is_cancellation(exc: BaseException) -> bool:
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_cancellation(inner) for inner in exc.exceptions)
+    return isinstance(exc, anyio.get_cancelled_exc_class())
+
+
+class Execution:
+    """The state and scheduler of one execution; lives on the engine's event loop."""
+
+    def __init__(
+        self,
+        engine: AsyncPluginOrchestrator,
+        spec: WorkflowSpec,
+        initial_data: Mapping[str, Any],
+        wall_now: float,
+    ) -> None:
+        self.id = uuid.uuid4().hex
+        self.spec = spec
+        self.initial_data = initial_data
+        self.status = ExecutionStatus.Pending
+        self.error: PluginError | None = None
+        self.records = [StepRecord() for _ in spec.steps]
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.done = anyio.Event()
+        self.timeline = Timeline(anyio.current_time(), wall_now)
+        self.data: dict[str, Any] | None = None
+
+        self._engine = engine
+        self._flow = DataFlow(spec, initial_data)
+        self._waiting = [len(deps) for deps in spec.deps]
+        self._completed_deps = [0] * len(spec.steps)
+        self._ready: list[int] = []
+        self._running: dict[int, None] = {}
+        self._counts = dict.fromkeys(StepStatus, 0)
+        self._partial = 0.0  # summed progress (0..1) of running steps
+        self._max_workers = 1 if spec.mode is ExecutionMode.Sequential else engine.max_concurrency
+        self._workers = 0
+        self._idle = 0
+        self._stopping = False
+        self._cancel_requested: str | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._resolved: dict[tuple[str, str], _Resolved] = {}
+        self._log = engine._log.bind(workflow_id=spec.workflow_id, execution_id=self.id)
+        self._debug = engine._debug_logging()
+
+    # -- reading ---------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_at is not None
+
+    def progress(self) -> float:
+        """Percent of steps finished, counting running steps' reported progress."""
+        counts = self._counts
+        finished = (
+            counts[StepStatus.Completed]
+            + counts[StepStatus.Failed]
+            + counts[StepStatus.Skipped]
+            + counts[StepStatus.Cancelled]
+        )
+        return round(100.0 * (finished + self._partial) / len(self.records), 2)
+
+    def status_dict(self) -> dict[str, Any]:
+        """`get_workflow_status`'s dictionary (SPEC 5)."""
+        steps = self.spec.steps
+        running = [steps[i].step_id for i in self._running]
+        counts = self._counts
+        return {
+            "execution_id": self.id,
+            "workflow_id": self.spec.workflow_id,
+            "status": self.status.value,
+            "progress": self.progress(),
+            "current_step": running[0] if running else None,
+            "running_steps": running,
+            "completed_steps": counts[StepStatus.Completed],
+            "failed_steps": counts[StepStatus.Failed],
+            "skipped_steps": counts[StepStatus.Skipped],
+            "cancelled_steps": counts[StepStatus.Cancelled],
+            "total_steps": len(steps),
+            "steps": {
+                step.step_id: record.status.value
+                for step, record in zip(steps, self.records, strict=True)
+            },
+            "started_at": self.timeline.iso(self.started_at),
+            "finished_at": self.timeline.iso(self.finished_at),
+            **error_fields(self.error),
+        }
+
+    def results_dict(self) -> dict[str, Any]:
+        """`get_workflow_results`'s dictionary (SPEC 4); only once finished."""
+        timeline = self.timeline
+        return {
+            "execution_id": self.id,
+            "workflow_id": self.spec.workflow_id,
+            "status": self.status.value,
+            "data": self.data,
+            **error_fields(self.error),
+            "started_at": timeline.iso(self.started_at),
+            "finished_at": timeline.iso(self.finished_at),
+            "duration_ms": duration_ms(self.started_at, self.finished_at),
+            "steps": {
+                step.step_id: step_result(record, timeline)
+                for step, record in zip(self.spec.steps, self.records, strict=True)
+            },
+        }
+
+    # -- control ---------------------------------------------------------------------
+
+    def cancel(self, reason: str) -> None:
+        """Ask the execution to stop; it ends ``cancelled`` as soon as its tasks unwind."""
+        if self._cancel_requested is None:
+            self._cancel_requested = reason
+        if self._scope is not None:
+            self._scope.cancel()
+
+    async def run(self) -> None:
+        """Run to the end. Checkpoint; records every outcome, raises only cancellation
+        coming from outside (which also ends the execution ``cancelled``)."""
+        now = anyio.current_time()
+        self.started_at = now
+        self.status = ExecutionStatus.Running
+        self._emit(ev.WorkflowStarted, None, total_steps=len(self.records))
+        self._log.info("workflow.started", total_steps=len(self.records))
+        timeout = self.spec.timeout_seconds
+        self._scope = anyio.CancelScope(deadline=now + timeout if timeout else math.inf)
+        if self._cancel_requested is not None:
+            self._scope.cancel()
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as task_group:
+                    self._task_group = task_group
+                    for index, waiting in enumerate(self._waiting):
+                        if not waiting:
+                            self._ready.append(self.spec.position[index])
+                    heapq.heapify(self._ready)
+                    self._spawn_worker()
+        except BaseException as exc:
+            self._finish(interrupted=exc)
+            raise
+        self._finish()
+
+    def _finish(self, interrupted: BaseException | None = None) -> None:
+        """Settle the final status; `interrupted` is what tore the execution down from
+        outside (its task was cancelled) or from a bug."""
+        now = anyio.current_time()
+        assert self._scope is not None
+        if interrupted is not None and not _is_cancellation(interrupted):
+            self.error = PluginError(
+                PluginErrorCode.SystemError,
+                f"execution {self.id!r} of workflow {self.spec.workflow_id!r} was interrupted "
+                f"by {type(interrupted).__name__}: {interrupted}",
+            )
+        elif self._cancel_requested is not None or interrupted is not None:
+            reason = self._cancel_requested or "the task running it was cancelled"
+            self.error = PluginError(
+                PluginErrorCode.OperationCancelled,
+                f"execution {self.id!r} of workflow {self.spec.workflow_id!r} was cancelled: "
+                f"{reason}",
+            )
+            self.status = ExecutionStatus.Cancelled
+        elif self.error is None and self._scope.cancelled_caught:
+            self.error = PluginError(
+                PluginErrorCode.Timeout,
+                f"workflow {self.spec.workflow_id!r} did not finish within its timeout of "
+                f"{self.spec.timeout:g} ms",
+            )
+        if self.status is not ExecutionStatus.Cancelled:
+            self.status = ExecutionStatus.Failed if self.error else ExecutionStatus.Completed
+        for index, record in enumerate(self.records):
+            if not record.status.is_finished:
+                self._end_step(index, StepStatus.Cancelled, now)
+        self.data = self._flow.final_data()
+        self.finished_at = now
+        duration = duration_ms(self.started_at, now) or 0.0
+        if self.status is ExecutionStatus.Completed:
+            self._emit(ev.WorkflowCompleted, None, duration_ms=duration)
+            self._log.info("workflow.completed", duration_ms=duration)
+        elif self.status is ExecutionStatus.Cancelled:
+            self._emit(ev.WorkflowCancelled, None, duration_ms=duration)
+            self._log.info("workflow.cancelled", duration_ms=duration)
+        else:
+            assert self.error is not None
+            fields = error_fields(self.error)
+            self._emit(ev.WorkflowFailed, None, duration_ms=duration, **fields)
+            self._log.warning("workflow.failed", duration_ms=duration, **fields)
+        self.done.set()
+        self._engine._execution_finished(self)
+
+    # -- scheduling ------------------------------------------------------------------
+
+    def _spawn_worker(self) -> None:
+        assert self._task_group is not None
+        self._idle += 1
+        self._workers += 1
+        self._task_group.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        self._idle -= 1
+        order = self.spec.order
+        ready = self._ready
+        ran = 0
+        try:
+            while ready and not self._stopping:
+                index = order[heapq.heappop(ready)]
+                if ready and not self._idle and self._workers < self._max_workers:
+                    self._spawn_worker()
+                await self._run_step(index)
+                ran += 1
+                if ran % _CHECKPOINT_EVERY == 0:
+                    await anyio.lowlevel.checkpoint()
+        finally:
+            self._workers -= 1
+
+    def _stop(self) -> None:
+        """A critical step failed: start nothing more, cancel what runs."""
+        self._stopping = True
+        assert self._task_group is not None
+        self._task_group.cancel_scope.cancel()
+
+    def _release(self, index: int) -> None:
+        """Step `index` has finished: dependents whose dependencies are all finished
+        become ready, or are skipped with a reason. Iterative: chains can be long."""
+        spec = self.spec
+        conditional = spec.mode is ExecutionMode.Conditional
+        stack = [index]
+        while stack:
+            done = stack.pop()
+            completed = self.records[done].status is StepStatus.Completed
+            for dependent in spec.dependents[done]:
+                self._waiting[dependent] -= 1
+                if completed:
+                    self._completed_deps[dependent] += 1
+                if self._waiting[dependent]:
+                    continue
+                have = self._completed_deps[dependent]
+                if have == len(spec.deps[dependent]) or (conditional and have):
+                    heapq.heappush(self._ready, spec.position[dependent])
+                elif not self._stopping:
+                    self._skip(dependent, self._skip_reason(dependent, conditional))
+                    stack.append(dependent)
+
+    def _skip_reason(self, index: int, conditional: bool) -> str:
+        if conditional:
+            return "none of its dependencies completed"
+        for dep in self.spec.deps[index]:
+            record = self.records[dep]
+            if record.status is not StepStatus.Completed:
+                return f"dependency {self.spec.steps[dep].step_id!r} {record.status.value}"
+        raise AssertionError("a step with every dependency completed was skipped")
+
+    # -- one step --------------------------------------------------------------------
+
+    async def _run_step(self, index: int) -> None:
+        step = self.spec.steps[index]
+        inputs = self._flow.inputs(index)
+        if step.condition is not None:
+            try:
+                go = await step.condition.evaluate(inputs, f"step {step.step_id!r}")
+            except PluginError as error:
+                self._fail(index, step, error)
+                return
+            if not go:
+                self._skip(index, f"condition {step.condition.source!r} is false")
+                self._release(index)
+                return
+        try:
+            await self._attempts(index, step, inputs)
+        except anyio.get_cancelled_exc_class():
+            if not self.records[index].status.is_finished:
+                self._end_step(index, StepStatus.Cancelled, anyio.current_time())
+            raise
+
+    async def _attempts(self, index: int, step: StepSpec, inputs: Mapping[str, Any]) -> None:
+        record = self.records[index]
+        record.started_at = anyio.current_time()
+        self._running[index] = None
+        attempt = 0
+        while True:
+            attempt += 1
+            record.attempts = attempt
+            record.status = StepStatus.Running
+            self._emit(ev.StepStarted, index, attempt=attempt)
+            if self._debug:
+                self._log.debug("step.started", step_id=step.step_id, attempt=attempt)
+            error: Exception | None = None
+            result: Any = None
+            with anyio.move_on_after(step.timeout_seconds) as scope:
+                try:
+                    result = await self._call(index, step, inputs, attempt)
+                except Exception as exc:
+                    error = exc
+            if scope.cancelled_caught:
+                error = PluginError(
+                    PluginErrorCode.Timeout,
+                    f"step {step.step_id!r} timed out after {step.timeout:g} ms "
+                    f"(attempt {attempt})",
+                )
+            if error is None:
+                self._complete(index, step, result)
+                return
+            failure = _as_plugin_error(
+                error, f"step {step.step_id!r}: {step.plugin_id}.{step.method_name}()"
+            )
+            delay = self._retry_delay(step, error, attempt)
+            if delay is None:
+                self._fail(index, step, failure)
+                return
+            record.status = StepStatus.Retrying
+            fields = error_fields(failure)
+            self._emit(ev.StepRetrying, index, attempt=attempt, delay=delay, **fields)
+            self._log.info(
+                "step.retrying", step_id=step.step_id, attempt=attempt, delay=delay, **fields
+            )
+            await anyio.sleep(delay)
+
+    def _retry_delay(self, step: StepSpec, error: Exception, attempt: int) -> float | None:
+        """Seconds until the next attempt, or None if there is to be none."""
+        policy = step.retry
+        try:
+            allowed = policy.allows(error, attempt, self._engine.retry_on)
+        except Exception:  # a broken predicate must not take the engine down
+            self._log.exception("step.retry_predicate_failed", step_id=step.step_id)
+            allowed = False
+        if not allowed:
+            return None
+        delay = policy.wait_before(attempt, self._engine._rng)
+        assert self._scope is not None
+        if anyio.current_time() + delay >= self._scope.deadline:
+            return None  # the next attempt could not start before the workflow deadline
+        return delay
+
+    async def _call(
+        self, index: int, step: StepSpec, inputs: Mapping[str, Any], attempt: int
+    ) -> Any:
+        key = (step.plugin_id, step.method_name)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = resolve(
+                self._engine.plugin_manager,
+                self._engine._binders,
+                step.plugin_id,
+                step.method_name,
+            )
+            self._resolved[key] = resolved
+        plugin, fn, binder = resolved
+        await self._engine._ensure_initialized(step.plugin_id, plugin)
+        flag = CancelFlag()
+        context = None
+        if binder.wants_context:
+            context = StepContext(
+                execution_id=self.id,
+                workflow_id=self.spec.workflow_id,
+                step_id=step.step_id,
+                attempt=attempt,
+                inputs=inputs,
+                report=lambda fraction, message: self._report(index, fraction, message),
+                cancel=flag,
+            )
+        args, kwargs = binder.bind(inputs, context)
+        if binder.is_async:
+            return await fn(*args, **kwargs)
+        result = await run_in_thread(
+            fn, args, kwargs, self._engine._thread_limiter, lambda: setattr(flag, "is_set", True)
+        )
+        if inspect.isawaitable(result):  # a plain function that returned a coroutine
+            return await result
+        return result
+
+    # -- step outcomes ---------------------------------------------------------------
+
+    def _end_step(self, index: int, status: StepStatus, now: float) -> None:
+        record = self.records[index]
+        self._counts[status] += 1
+        record.status = status
+        record.finished_at = now
+        if index in self._running:
+            del self._running[index]
+            self._partial -= record.progress
+        if status is StepStatus.Cancelled:
+            self._emit(ev.StepCancelled, index)
+
+    def _complete(self, index: int, step: StepSpec, result: Any) -> None:
+        record = self.records[index]
+        record.result = result
+        self._flow.record(index, contribution(step.step_id, result))
+        now = anyio.current_time()
+        self._end_step(index, StepStatus.Completed, now)
+        duration = duration_ms(record.started_at, now) or 0.0
+        self._emit(ev.StepCompleted, index, attempt=record.attempts, duration_ms=duration)
+        if self._debug:
+            self._log.debug("step.completed", step_id=step.step_id, duration_ms=duration)
+        self._emit_progress(index, None)
+        self._release(index)
+
+    def _fail(self, index: int, step: StepSpec, error: PluginError) -> None:
+        record = self.records[index]
+        record.error = error
+        self._end_step(index, StepStatus.Failed, anyio.current_time())
+        fields = error_fields(error)
+        self._emit(ev.StepFailed, index, attempt=record.attempts, **fields)
+        self._log.warning("step.failed", step_id=step.step_id, attempt=record.attempts, **fields)
+        if step.critical:
+            if self.error is None:
+                self.error = PluginError(
+                    error.code,
+                    f"workflow {self.spec.workflow_id!r} failed: critical step "
+                    f"{step.step_id!r} failed: {error.message}",
+                    error.details,
+                )
+            self._stop()
+        else:
+            self._emit_progress(index, None)
+            self._release(index)
+
+    def _skip(self, index: int, reason: str) -> None:
+        record = self.records[index]
+        record.reason = reason
+        self._end_step(index, StepStatus.Skipped, anyio.current_time())
+        self._emit(ev.StepSkipped, index, reason=reason)
+        if self._debug:
+            self._log.debug("step.skipped", step_id=self.spec.steps[index].step_id, reason=reason)
+
+    def _report(self, index: int, fraction: float, message: str | None) -> None:
+        record = self.records[index]
+        if index in self._running:
+            self._partial += fraction - record.progress
+            record.progress = fraction
+            self._emit_progress(index, message)
+
+    # -- events ----------------------------------------------------------------------
+
+    def _emit(self, kind: Callable[..., ev.Event], index: int | None, **details: Any) -> None:
+        hub = self._engine._hub
+        if hub:
+            hub.publish(
+                kind(
+                    execution_id=self.id,
+                    workflow_id=self.spec.workflow_id,
+                    step_id=None if index is None else self.spec.steps[index].step_id,
+                    timestamp=self.timeline.wall(anyio.current_time()),
+                    **details,
+                )
+            )
+
+    def _emit_progress(self, index: int, message: str | None) -> None:
+        if self._engine._hub:
+            record = self.records[index]
+            step_progress = record.progress if record.status is StepStatus.Running else None
+            self._emit(
+                ev.Progress,
+                index,
+                progress=self.progress(),
+                step_progress=step_progress,
+                message=message,
+            )

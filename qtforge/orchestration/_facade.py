@@ -1,0 +1,226 @@
+"""`PluginOrchestrator`: the seed's blocking API, a thin shell over the async engine.
+
+One `AsyncPluginOrchestrator` is served on one background thread through anyio's
+blocking portal, started on the first call that needs it. Every blocking call is one
+portal round trip, so the facade is safe to use from many threads at once, including
+threads that run their own event loop. The registry methods never touch the thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from concurrent.futures import Future
+from contextlib import ExitStack
+from typing import Any, Self
+
+from anyio.from_thread import start_blocking_portal
+
+from .._errors import Expected, PluginError, PluginErrorCode
+from .._plugins import PluginManager
+from ._engine import AsyncPluginOrchestrator
+from ._registry import WorkflowRegistry
+
+__all__ = ["PluginOrchestrator", "create_orchestrator"]
+
+
+class _EngineThread:
+    """The engine served on a background event loop, and how to stop it."""
+
+    def __init__(self, engine: AsyncPluginOrchestrator, backend: str) -> None:
+        self._engine = engine
+        with ExitStack() as stack:
+            self.portal = stack.enter_context(start_blocking_portal(backend, name="qtforge"))
+            self._served, _ = self.portal.start_task(engine.serve, name="qtforge.serve")
+            self.thread_id: int = self.portal.call(threading.get_ident)
+            self._stack = stack.pop_all()
+        self._closed = False
+
+    def close(self) -> None:
+        """Cancel what still runs, close the engine, and join the thread. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.portal.call(self._engine.shutdown)
+            self._served.result()
+        finally:
+            self._stack.close()
+
+
+class PluginOrchestrator(WorkflowRegistry):
+    """The blocking orchestrator of the seed API.
+
+    Args:
+        plugin_manager: As for `AsyncPluginOrchestrator`.
+        backend: The event loop the engine runs on: ``"asyncio"`` (default) or ``"trio"``.
+        **options: The other `AsyncPluginOrchestrator` options (``max_concurrency``,
+            ``thread_limit``, ``retention``, ``retry_on``, ``event_buffer``, ``seed``).
+
+    Call `close` (or use ``with``) when done. A script that does not still exits
+    promptly: at interpreter exit, executions still running are cancelled and the
+    engine's thread is stopped.
+
+    Methods must not be called from inside the engine's own event loop (from an async
+    plugin method, say): that would deadlock, so they raise `RuntimeError` there. Use the
+    `AsyncPluginOrchestrator` API from async code instead.
+    """
+
+    def __init__(
+        self,
+        plugin_manager: PluginManager | None = None,
+        *,
+        backend: str = "asyncio",
+        **options: Any,
+    ) -> None:
+        self._engine = AsyncPluginOrchestrator(plugin_manager, **options)
+        # Share the engine's registry rather than wrap it: same methods, same state.
+        self._specs = self._engine._specs
+        self._registry_lock = self._engine._registry_lock
+        self._backend = backend
+        self._thread: _EngineThread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+
+    @property
+    def plugin_manager(self) -> PluginManager:
+        return self._engine.plugin_manager
+
+    @property
+    def engine(self) -> AsyncPluginOrchestrator:
+        """The async engine behind this facade (it runs on the facade's own thread)."""
+        return self._engine
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Cancel running executions, run plugin shutdown hooks, stop the thread.
+
+        Idempotent. Afterwards the registry still works, execution methods return
+        ``InvalidState``.
+        """
+        with self._start_lock:
+            self._closed = True
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._check_caller(thread)
+            assert self._finalizer is not None
+            self._finalizer.detach()
+            thread.close()
+
+    def _running_thread(self, start: bool) -> _EngineThread | None:
+        thread = self._thread
+        if thread is not None or not start:
+            return thread
+        with self._start_lock:
+            if self._thread is None and not self._closed:
+                thread = _EngineThread(self._engine, self._backend)
+                self._finalizer = weakref.finalize(self, thread.close)
+                self._thread = thread
+            return self._thread
+
+    def _check_caller(self, thread: _EngineThread) -> None:
+        if threading.get_ident() == thread.thread_id:
+            raise RuntimeError(
+                "PluginOrchestrator was called from its own event loop (for example from an "
+                "async plugin method), which would deadlock; use AsyncPluginOrchestrator's "
+                "coroutines (await orchestrator.engine.execute_workflow(...)) there instead"
+            )
+
+    def _call(
+        self,
+        execution_id: str | None,
+        call: Callable[..., Any],
+        *args: Any,
+        start: bool = True,
+    ) -> Any:
+        """Run `call` on the engine's loop and wait for it: one portal round trip.
+
+        Without an engine thread there are no executions, so a query about one answers
+        ``NotFound`` without starting the thread.
+        """
+        thread = self._running_thread(start)
+        if thread is None:
+            if self._closed:
+                return Expected.fail(
+                    PluginErrorCode.InvalidState, "this PluginOrchestrator has been closed"
+                )
+            assert execution_id is not None
+            return Expected.fail(self._engine._find(execution_id).error())
+        self._check_caller(thread)
+        future: Future[Any] = thread.portal.start_task_soon(call, *args)
+        try:
+            return future.result()
+        except BaseException:  # Ctrl-C or the like: do not leave the call running
+            future.cancel()
+            raise
+
+    # -- execution -------------------------------------------------------------------
+
+    def execute_workflow(
+        self,
+        workflow_id: str,
+        initial_data: Mapping[str, Any] | None = None,
+        async_execution: bool = False,
+    ) -> Expected[str, PluginError]:
+        """Execute a registered workflow; returns the execution id.
+
+        Blocks until the execution has finished unless ``async_execution=True``. A failed
+        execution still returns its id: read the failure from status and results.
+        Ctrl-C while blocked cancels the execution.
+        """
+        result: Expected[str, PluginError] = self._call(
+            None, self._engine.execute_workflow, workflow_id, initial_data, async_execution
+        )
+        return result
+
+    def cancel_workflow(self, execution_id: str) -> Expected[None, PluginError]:
+        """Cancel a running execution (see `AsyncPluginOrchestrator.cancel_workflow`)."""
+        result: Expected[None, PluginError] = self._call(
+            execution_id, self._engine.cancel_workflow, execution_id, start=False
+        )
+        return result
+
+    def get_workflow_status(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
+        """The execution's status dictionary, while it runs and after."""
+        result: Expected[dict[str, Any], PluginError] = self._call(
+            execution_id, self._engine.status_now, execution_id, start=False
+        )
+        return result
+
+    def get_workflow_results(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
+        """The results of a finished execution; ``InvalidState`` while it runs."""
+        result: Expected[dict[str, Any], PluginError] = self._call(
+            execution_id, self._engine.get_workflow_results, execution_id, start=False
+        )
+        return result
+
+    def wait_workflow(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
+        """Block until an execution (started with ``async_execution=True``) finishes;
+        returns its results. Ctrl-C stops waiting, not the execution."""
+        result: Expected[dict[str, Any], PluginError] = self._call(
+            execution_id, self._engine.wait_workflow, execution_id, start=False
+        )
+        return result
+
+    def list_executions(self) -> list[str]:
+        """Ids of running and retained finished executions."""
+        if self._running_thread(start=False) is None:
+            return []
+        result: list[str] = self._call(None, self._engine.list_executions)
+        return result
+
+
+def create_orchestrator(
+    plugin_manager: PluginManager | None = None, **options: Any
+) -> PluginOrchestrator:
+    """Same as ``PluginOrchestrator(plugin_manager, **options)``."""
+    return PluginOrchestrator(plugin_manager, **options)

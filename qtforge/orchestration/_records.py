@@ -1,0 +1,100 @@
+"""What an execution knows about itself, and the status/results dictionaries of SPEC 4 and 5.
+
+Records are mutated only on the engine's event loop; the dictionaries are built from
+them on demand, so reading status while a workflow runs is always consistent.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from .._errors import PluginError
+from ._model import StepStatus
+
+__all__ = ["ExecutionStatus", "StepRecord", "Timeline", "error_fields"]
+
+
+class ExecutionStatus(enum.StrEnum):
+    Pending = "pending"
+    Running = "running"
+    Completed = "completed"
+    Failed = "failed"
+    Cancelled = "cancelled"
+
+
+class StepRecord:
+    """One step's state within one execution. Times are loop times (`anyio.current_time`)."""
+
+    __slots__ = (
+        "attempts",
+        "error",
+        "finished_at",
+        "progress",
+        "reason",
+        "result",
+        "started_at",
+        "status",
+    )
+
+    def __init__(self) -> None:
+        self.status = StepStatus.Pending
+        self.result: Any = None
+        self.error: PluginError | None = None
+        self.reason: str | None = None
+        self.attempts = 0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.progress = 0.0
+
+
+class Timeline:
+    """Turns loop times into wall-clock ISO 8601 strings, anchored at one instant.
+
+    Anchoring keeps durations exact and makes a mock clock give consistent timestamps.
+    """
+
+    __slots__ = ("_loop0", "_wall0")
+
+    def __init__(self, loop_now: float, wall_now: float) -> None:
+        self._loop0 = loop_now
+        self._wall0 = wall_now
+
+    def wall(self, loop_time: float) -> float:
+        """Seconds since the epoch at `loop_time`."""
+        return self._wall0 + (loop_time - self._loop0)
+
+    def iso(self, loop_time: float | None) -> str | None:
+        if loop_time is None:
+            return None
+        return datetime.fromtimestamp(self.wall(loop_time), UTC).isoformat()
+
+
+def duration_ms(started: float | None, finished: float | None) -> float | None:
+    if started is None or finished is None:
+        return None
+    return round((finished - started) * 1000, 3)
+
+
+def error_fields(error: PluginError | None) -> dict[str, str | None]:
+    """``error`` (a readable string) and ``error_code`` (the code's name), or ``None``s."""
+    if error is None:
+        return {"error": None, "error_code": None}
+    return {"error": error.message or str(error), "error_code": error.code.name}
+
+
+def step_result(record: StepRecord, timeline: Timeline) -> dict[str, Any]:
+    """The ``steps[step_id]`` entry of `get_workflow_results`."""
+    entry: dict[str, Any] = {
+        "status": record.status.value,
+        "result": record.result,
+        **error_fields(record.error),
+        "attempts": record.attempts,
+        "started_at": timeline.iso(record.started_at),
+        "finished_at": timeline.iso(record.finished_at),
+        "duration_ms": duration_ms(record.started_at, record.finished_at),
+    }
+    if record.reason is not None:
+        entry["reason"] = record.reason
+    return entry

@@ -1,0 +1,97 @@
+"""Running a plain (sync) plugin method in a worker thread.
+
+A thread cannot be killed. When a sync step's attempt times out or is cancelled, the
+engine sets the step's cancellation flag (`StepContext.cancelled`) and stops waiting
+for the thread at once: the step is reported without it, and whatever the thread
+returns later is discarded. The thread keeps its token of the engine's thread limiter
+until it really ends, so abandoned threads still count against ``thread_limit``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+
+__all__ = ["run_in_thread"]
+
+# The threads themselves are bounded by the engine's own limiter; anyio's limiter for
+# the call only has to stay out of the way (trio's would otherwise also count threads).
+_UNBOUNDED = 1_000_000
+
+
+class _Borrow:
+    """Who returns the limiter token: the waiting task, or the thread it abandoned."""
+
+    __slots__ = ("lock", "state")
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.state = "pending"  # -> running -> done, then dropped or abandoned
+
+
+async def run_in_thread(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    limiter: anyio.CapacityLimiter,
+    on_abandon: Callable[[], None],
+) -> Any:
+    """Call ``fn(*args, **kwargs)`` in a worker thread holding a `limiter` token.
+
+    Checkpoint. On cancellation, `on_abandon` runs (it sets the step's cancellation
+    flag), the cancellation propagates at once, and the thread, if it already started,
+    returns the token when it finishes.
+    """
+    borrow = _Borrow()
+    await limiter.acquire_on_behalf_of(borrow)
+    token = anyio.lowlevel.current_token()
+
+    def work() -> Any:
+        with borrow.lock:
+            if borrow.state == "dropped":
+                return None
+            borrow.state = "running"
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with borrow.lock:
+                abandoned = borrow.state == "abandoned"
+                borrow.state = "done"
+            if abandoned:  # the loop may be gone already, and its limiter with it
+                with contextlib.suppress(anyio.RunFinishedError):
+                    anyio.from_thread.run_sync(limiter.release_on_behalf_of, borrow, token=token)
+
+    try:
+        return await anyio.to_thread.run_sync(
+            work, abandon_on_cancel=True, limiter=_thread_call_limiter()
+        )
+    except anyio.get_cancelled_exc_class():
+        on_abandon()
+        raise
+    finally:
+        with borrow.lock:
+            thread_releases = borrow.state == "running"
+            borrow.state = "abandoned" if thread_releases else "dropped"
+        if not thread_releases:
+            limiter.release_on_behalf_of(borrow)
+
+
+_call_limiter: anyio.lowlevel.RunVar[anyio.CapacityLimiter] = anyio.lowlevel.RunVar(
+    "qtforge_thread_call_limiter"
+)
+
+
+def _thread_call_limiter() -> anyio.CapacityLimiter:
+    try:
+        return _call_limiter.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(_UNBOUNDED)
+        _call_limiter.set(limiter)
+        return limiter
