@@ -23,6 +23,9 @@ class CancelFlag:
     def __init__(self) -> None:
         self.is_set = False
 
+    def set(self) -> None:
+        self.is_set = True
+
 
 class StepContext:
     """Passed to a plugin method that declares a ``StepContext`` (or ``context``) parameter.

@@ -41,10 +41,11 @@ class StepSpec:
     condition: CompiledCondition | None
     name: str
     description: str
+    timeout_seconds: float | None = attrs.field(init=False)
+    """The per-attempt bound in seconds, or ``None`` for none."""
 
-    @property
-    def timeout_seconds(self) -> float | None:
-        """The per-attempt bound in seconds, or ``None`` for none."""
+    @timeout_seconds.default
+    def _timeout_seconds(self) -> float | None:
         return self.timeout / 1000 if self.timeout else None
 
 
