@@ -112,7 +112,7 @@ class PluginError(Exception):
         return f"{text} ({self.details})" if self.details else text
 
     def __repr__(self) -> str:
-        return f"PluginError({self.code!s}, {self.message!r}, {self.details!r})"
+        return f"PluginError(PluginErrorCode.{self.code.name}, {self.message!r}, {self.details!r})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PluginError):

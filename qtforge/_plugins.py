@@ -70,6 +70,10 @@ class PluginManager:
         """
         if plugin_id is not None and not isinstance(plugin_id, str):
             raise TypeError(f"plugin_id must be a str, not {type(plugin_id).__name__}")
+        if plugin is None:
+            return Expected.fail(PluginErrorCode.InvalidArgument, "None is not a plugin")
+        if plugin_id == "":
+            return Expected.fail(PluginErrorCode.InvalidArgument, "plugin_id must not be empty")
         key = plugin_id or plugin_id_of(plugin)
         if not key:
             return Expected.fail(
@@ -115,6 +119,8 @@ class PluginManager:
         A class is instantiated with no arguments; any other object is used as it is.
         The id is `plugin_id`, else the one the plugin declares.
         """
+        if not isinstance(reference, str):
+            raise TypeError(f"reference must be a str, not {type(reference).__name__}")
         module_name, colon, attribute = reference.partition(":")
         if not colon or not module_name or not attribute:
             return Expected.fail(

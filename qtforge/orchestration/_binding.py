@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -72,8 +73,6 @@ class Binder:
                 break
         if self.takes_var_keyword:
             kwargs = dict(inputs)
-            for name in self.positional:
-                kwargs.pop(name, None)
         else:
             kwargs = {name: inputs[name] for name in self.keywords if name in inputs}
         if self.context_name is not None and self.context_name not in self.positional:
@@ -83,11 +82,11 @@ class Binder:
 
 def _is_context_parameter(parameter: inspect.Parameter) -> bool:
     annotation = parameter.annotation
-    if annotation is StepContext:
-        return True
+    if annotation is inspect.Parameter.empty:
+        return parameter.name == "context"
     if isinstance(annotation, str):  # postponed annotations
         return "StepContext" in annotation
-    return parameter.name == "context" and annotation is inspect.Parameter.empty
+    return annotation is StepContext or StepContext in typing.get_args(annotation)
 
 
 def _is_coroutine_function(fn: Callable[..., Any]) -> bool:

@@ -1,7 +1,9 @@
 """Step conditions: expression strings checked by a safe evaluator, or callables.
 
-Expressions are parsed with `ast` once, at registration, and evaluated by simpleeval
-over the step's input mapping; nothing reaches `eval`.
+Expressions are parsed with `ast` once, at registration, where syntax errors and
+private names (``__import__``, ``x.__class__``) are refused, and evaluated by simpleeval
+over the step's input mapping, with a few builtins (`len`, `min`, `max`, `abs`, `round`,
+`sum`, `any`, `all`, `int`, `float`, `str`, `bool`); nothing reaches `eval`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,14 @@ from .._errors import PluginError, PluginErrorCode
 from ._workflow import Condition
 
 __all__ = ["CompiledCondition", "compile_condition"]
+
+# What an expression may call besides its inputs' own methods.
+_FUNCTIONS = {
+    function.__name__: function
+    for function in (abs, all, any, bool, float, int, len, max, min, round, str, sum)
+}
+# Syntax that has no business in a condition (names starting with "_" are refused too).
+_FORBIDDEN = (ast.Lambda, ast.NamedExpr, ast.Await, ast.Yield, ast.YieldFrom)
 
 
 @attrs.frozen
@@ -46,7 +56,7 @@ class CompiledCondition:
                     f"condition of {where} raised {type(exc).__name__}: {exc}",
                 ) from exc
             return bool(outcome)
-        evaluator = simpleeval.EvalWithCompoundTypes(names=inputs)
+        evaluator = simpleeval.EvalWithCompoundTypes(names=inputs, functions=_FUNCTIONS)
         try:
             return bool(evaluator.eval(self.source, previously_parsed=self._tree))
         except simpleeval.NameNotDefined as exc:
@@ -79,4 +89,12 @@ def compile_condition(condition: Condition, where: str) -> CompiledCondition:
             PluginErrorCode.InvalidConfiguration,
             f"condition {condition!r} of {where} is not a valid expression: {exc.msg}",
         ) from exc
+    for node in ast.walk(tree):
+        name = getattr(node, "id", None) or getattr(node, "attr", None) or ""
+        if isinstance(node, _FORBIDDEN) or name.startswith("_"):
+            what = f"{name!r}" if name.startswith("_") else type(node).__name__.lower()
+            raise PluginError(
+                PluginErrorCode.InvalidConfiguration,
+                f"condition {condition!r} of {where} uses {what}, which conditions may not",
+            )
     return CompiledCondition(condition, tree=tree)

@@ -36,6 +36,7 @@ class StepContext:
         step_id: This step.
         attempt: 1 for the first attempt, 2 for the first retry, and so on.
         inputs: The step's full, read-only input mapping.
+        progress: The fraction last given to `report_progress`.
     """
 
     __slots__ = (
@@ -47,6 +48,7 @@ class StepContext:
         "attempt",
         "execution_id",
         "inputs",
+        "progress",
         "step_id",
         "workflow_id",
     )
@@ -57,21 +59,47 @@ class StepContext:
         execution_id: str,
         workflow_id: str,
         step_id: str,
-        attempt: int,
-        inputs: Mapping[str, Any],
-        report: Callable[[float, str | None], None],
-        cancel: CancelFlag,
+        attempt: int = 1,
+        inputs: Mapping[str, Any] | None = None,
     ) -> None:
+        """Build a context by hand, to unit-test a plugin method outside the engine."""
         self.execution_id = execution_id
         self.workflow_id = workflow_id
         self.step_id = step_id
         self.attempt = attempt
-        self.inputs = inputs
-        self._report = report
-        self._cancel = cancel
+        self.inputs: Mapping[str, Any] = inputs if inputs is not None else {}
+        self.progress = 0.0
+        self._cancel = CancelFlag()
+        self._report: Callable[[float, str | None], None] | None = None
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._loop_thread: int | None = None
         self._logger: Any = None
-        self._token = anyio.lowlevel.current_token()
-        self._loop_thread = threading.get_ident()
+
+    @classmethod
+    def _for_attempt(
+        cls,
+        *,
+        execution_id: str,
+        workflow_id: str,
+        step_id: str,
+        attempt: int,
+        inputs: Mapping[str, Any],
+        report: Callable[[float, str | None], None],
+        cancel: CancelFlag,
+    ) -> StepContext:
+        """The engine's context for one attempt; call it on the engine's event loop."""
+        context = cls(
+            execution_id=execution_id,
+            workflow_id=workflow_id,
+            step_id=step_id,
+            attempt=attempt,
+            inputs=inputs,
+        )
+        context._report = report
+        context._cancel = cancel
+        context._token = anyio.lowlevel.current_token()
+        context._loop_thread = threading.get_ident()
+        return context
 
     @property
     def idempotency_key(self) -> str:
@@ -104,12 +132,14 @@ class StepContext:
             )
 
     def report_progress(self, fraction: float, message: str | None = None) -> None:
-        """Tell the engine how far this step has got (0.0 to 1.0).
+        """Tell the engine how far this step has got (0.0 to 1.0); see `progress`.
 
         Safe from the event loop and from the step's worker thread; from a thread it
         waits for the loop to take the report.
         """
-        fraction = min(1.0, max(0.0, float(fraction)))
+        self.progress = fraction = min(1.0, max(0.0, float(fraction)))
+        if self._report is None:  # a context built by hand
+            return
         if threading.get_ident() == self._loop_thread:
             self._report(fraction, message)
         elif not self._cancel.is_set:

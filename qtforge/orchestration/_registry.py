@@ -8,7 +8,13 @@ from .._errors import Expected, PluginError, PluginErrorCode
 from ._spec import WorkflowSpec, to_workflow, validate_workflow
 from ._workflow import Workflow
 
-__all__ = ["WorkflowRegistry"]
+__all__ = ["WorkflowRegistry", "check_id"]
+
+
+def check_id(name: str, value: object) -> None:
+    """Raise `TypeError` for an id that is not a string (a bug in the caller's code)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
 
 
 class WorkflowRegistry:
@@ -45,16 +51,19 @@ class WorkflowRegistry:
 
     def unregister_workflow(self, workflow_id: str) -> Expected[None, PluginError]:
         """Forget a workflow; executions already started are not affected."""
+        check_id("workflow_id", workflow_id)
         with self._registry_lock:
             if self._specs.pop(workflow_id, None) is None:
                 return Expected.fail(self._workflow_not_found(workflow_id))
         return Expected.ok(None)
 
     def has_workflow(self, workflow_id: str) -> bool:
+        check_id("workflow_id", workflow_id)
         return workflow_id in self._specs
 
     def get_workflow(self, workflow_id: str) -> Expected[Workflow, PluginError]:
         """A copy of the registered workflow, as a fresh `Workflow` builder."""
+        check_id("workflow_id", workflow_id)
         spec = self._specs.get(workflow_id)
         if spec is None:
             return Expected.fail(self._workflow_not_found(workflow_id))

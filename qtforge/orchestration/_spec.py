@@ -10,6 +10,7 @@ second and an execution never re-plans.
 from __future__ import annotations
 
 import copy
+import gc
 import heapq
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -24,6 +25,8 @@ from ._retry import RetryPolicy
 from ._workflow import Workflow, WorkflowStep
 
 __all__ = ["StepSpec", "WorkflowSpec", "to_workflow", "validate_workflow"]
+
+_NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
 
 
 @attrs.frozen
@@ -87,10 +90,17 @@ def validate_workflow(workflow: Workflow) -> Expected[WorkflowSpec, PluginError]
         steps, duplicate step ids, a bad condition), ``DependencyMissing`` (a dependency
         on an unknown step) or ``CircularDependency`` (naming the cycle's steps).
     """
+    # Building a large workflow allocates hundreds of thousands of acyclic objects;
+    # generational collections in the middle would only traverse them in vain.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         return Expected.ok(_build(workflow))
     except PluginError as error:
         return Expected.fail(error)
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _fail(code: PluginErrorCode, workflow_id: str, message: str) -> PluginError:
@@ -163,7 +173,7 @@ def _build(workflow: Workflow) -> WorkflowSpec:
         description=workflow.description,
         mode=workflow.execution_mode,
         timeout=workflow.timeout,
-        steps=tuple(_snapshot(workflow_id, step) for step in steps),
+        steps=_snapshot_steps(workflow_id, steps),
         index=MappingProxyType(index),
         deps=tuple(deps),
         dependents=tuple(tuple(d) for d in dependents),
@@ -208,6 +218,8 @@ def _find_cycle(deps: list[tuple[int, ...]], stuck: set[int]) -> list[int]:
 
 
 def _copy_parameters(parameters: dict[str, Any]) -> Mapping[str, Any]:
+    if not parameters:
+        return _NO_PARAMETERS
     copied: dict[str, Any] = {}
     for key, value in parameters.items():
         try:
@@ -217,29 +229,42 @@ def _copy_parameters(parameters: dict[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(copied)
 
 
-def _snapshot(workflow_id: str, step: WorkflowStep) -> StepSpec:
-    where = f"step {step.step_id!r} of workflow {workflow_id!r}"
-    condition = None if step.condition is None else compile_condition(step.condition, where)
-    return StepSpec(
-        step_id=step.step_id,
-        plugin_id=step.plugin_id,
-        method_name=step.method_name,
-        parameters=_copy_parameters(step.parameters),
-        dependencies=tuple(step.dependencies),
-        timeout=step.timeout,
-        retry=RetryPolicy(
-            max_retries=step.max_retries,
-            delay=step.retry_delay,
-            backoff=step.retry_backoff,
-            max_delay=step.retry_max_delay,
-            jitter=step.retry_jitter,
-            retry_on=step.retry_on,
-        ),
-        critical=step.critical,
-        condition=condition,
-        name=step.name,
-        description=step.description,
-    )
+def _snapshot_steps(workflow_id: str, steps: list[WorkflowStep]) -> tuple[StepSpec, ...]:
+    policies: dict[tuple[Any, ...], RetryPolicy] = {}  # steps mostly share one policy
+    snapshots = []
+    for step in steps:
+        settings = (
+            step.max_retries,
+            step.retry_delay,
+            step.retry_backoff,
+            step.retry_max_delay,
+            step.retry_jitter,
+            step.retry_on,
+        )
+        try:
+            policy = policies.get(settings)
+        except TypeError:  # an unhashable retry_on
+            policy = RetryPolicy(*settings)
+        if policy is None:
+            policy = policies[settings] = RetryPolicy(*settings)
+        where = f"step {step.step_id!r} of workflow {workflow_id!r}"
+        condition = None if step.condition is None else compile_condition(step.condition, where)
+        snapshots.append(
+            StepSpec(
+                step_id=step.step_id,
+                plugin_id=step.plugin_id,
+                method_name=step.method_name,
+                parameters=_copy_parameters(step.parameters),
+                dependencies=tuple(step.dependencies),
+                timeout=step.timeout,
+                retry=policy,
+                critical=step.critical,
+                condition=condition,
+                name=step.name,
+                description=step.description,
+            )
+        )
+    return tuple(snapshots)
 
 
 def to_workflow(spec: WorkflowSpec) -> Workflow:
