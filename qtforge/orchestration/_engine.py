@@ -20,7 +20,7 @@ from ._binding import BinderCache
 from ._events import EventHub, EventStream
 from ._execution import Execution
 from ._logging import get_logger, wants_debug
-from ._registry import WorkflowRegistry
+from ._registry import WorkflowRegistry, check_id
 from ._workflow import RetryPredicate
 
 __all__ = ["AsyncPluginOrchestrator"]
@@ -158,7 +158,7 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         caller cancels the execution. With ``async_execution=True`` it returns at once and
         the execution runs in the orchestrator's own task group.
         """
-        _check_id("workflow_id", workflow_id)
+        check_id("workflow_id", workflow_id)
         if initial_data is not None and not isinstance(initial_data, Mapping):
             raise TypeError(f"initial_data must be a mapping, not {type(initial_data).__name__}")
         await anyio.lowlevel.checkpoint()
@@ -211,7 +211,7 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         Checkpoint. It returns once cancellation is requested; running async steps are
         cancelled, sync steps see `StepContext.cancelled` turn true and are no longer
         waited for, and the execution ends ``cancelled`` as soon as its tasks unwind.
-        ``InvalidState`` if the execution has already finished.
+        ``InvalidState`` if the execution has already finished or is being cancelled.
         """
         await anyio.lowlevel.checkpoint()
         found = self._find(execution_id)
@@ -222,6 +222,11 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
             return Expected.fail(
                 PluginErrorCode.InvalidState,
                 f"execution {execution_id!r} has already finished ({execution.status.value})",
+            )
+        if execution.cancel_requested:
+            return Expected.fail(
+                PluginErrorCode.InvalidState,
+                f"execution {execution_id!r} is already being cancelled",
             )
         execution.cancel("cancelled by request")
         return Expected.ok(None)
@@ -264,15 +269,22 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
     def events(self, execution_id: str | None = None, *, buffer: int | None = None) -> EventStream:
         """Subscribe to events: of every execution, or of `execution_id` only.
 
-        The stream receives events from the moment this returns; iterate it with
-        ``async for``. See `EventStream` for when it ends and what a full buffer does.
+        The stream receives events from the moment this returns (a stream for an
+        execution that has already finished, or is unknown, is empty); iterate it with
+        ``async for``. See
+        `EventStream` for when it ends and what a full buffer does.
         """
-        return self._hub.subscribe(execution_id, buffer or self.event_buffer)
+        stream = self._hub.subscribe(execution_id, buffer or self.event_buffer)
+        if execution_id is not None:
+            execution = self._executions.get(execution_id)
+            if execution is None or execution.finished:
+                stream._finish()  # no events will come: the stream is empty and ended
+        return stream
 
     # -- internals -------------------------------------------------------------------
 
     def _find(self, execution_id: str) -> Expected[Execution, PluginError]:
-        _check_id("execution_id", execution_id)
+        check_id("execution_id", execution_id)
         execution = self._executions.get(execution_id)
         if execution is None:
             return Expected.fail(PluginErrorCode.NotFound, f"no execution with id {execution_id!r}")
@@ -330,8 +342,3 @@ async def _call_hook(hook: Any, limiter: anyio.CapacityLimiter) -> None:
     outcome = await anyio.to_thread.run_sync(hook, limiter=limiter)
     if inspect.isawaitable(outcome):
         await outcome
-
-
-def _check_id(name: str, value: object) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str, not {type(value).__name__}")

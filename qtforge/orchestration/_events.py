@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections import deque
+from collections.abc import Callable
 from typing import ClassVar, Self
 
 import anyio
@@ -25,6 +26,7 @@ __all__ = [
     "StepCancelled",
     "StepCompleted",
     "StepFailed",
+    "StepFinished",
     "StepRetrying",
     "StepSkipped",
     "StepStarted",
@@ -79,14 +81,22 @@ class StepStarted(Event):
 
 
 @attrs.frozen(kw_only=True)
-class StepCompleted(Event):
+class StepFinished(Event):
+    """Base of the events that end a step; `progress` is the workflow's, in percent,
+    counting this step as finished."""
+
+    progress: float
+
+
+@attrs.frozen(kw_only=True)
+class StepCompleted(StepFinished):
     kind: ClassVar[str] = "step.completed"
     attempt: int
     duration_ms: float
 
 
 @attrs.frozen(kw_only=True)
-class StepFailed(Event):
+class StepFailed(StepFinished):
     kind: ClassVar[str] = "step.failed"
     attempt: int
     error: str
@@ -105,13 +115,13 @@ class StepRetrying(Event):
 
 
 @attrs.frozen(kw_only=True)
-class StepSkipped(Event):
+class StepSkipped(StepFinished):
     kind: ClassVar[str] = "step.skipped"
     reason: str
 
 
 @attrs.frozen(kw_only=True)
-class StepCancelled(Event):
+class StepCancelled(StepFinished):
     kind: ClassVar[str] = "step.cancelled"
 
 
@@ -150,8 +160,13 @@ class EventStream:
     ``async with``) unsubscribes early.
     """
 
-    def __init__(self, hub: EventHub, execution_id: str | None, buffer: int) -> None:
-        self._hub = hub
+    def __init__(
+        self,
+        execution_id: str | None,
+        buffer: int,
+        unsubscribe: Callable[[EventStream], None],
+    ) -> None:
+        self._unsubscribe = unsubscribe
         self.execution_id = execution_id
         self._buffer: deque[Event] = deque(maxlen=buffer)
         self._dropped = 0
@@ -172,7 +187,7 @@ class EventStream:
 
     def _finish(self) -> None:
         self._closed = True
-        self._hub._unsubscribe(self)
+        self._unsubscribe(self)
         wakeup = self._wakeup
         if wakeup is not None:
             self._wakeup = None
@@ -232,7 +247,7 @@ class EventHub:
         """Whether any stream is subscribed; publishers skip building events otherwise."""
 
     def subscribe(self, execution_id: str | None, buffer: int) -> EventStream:
-        stream = EventStream(self, execution_id, buffer)
+        stream = EventStream(execution_id, buffer, self._unsubscribe)
         self._streams = (*self._streams, weakref.ref(stream, self._forget))
         self.listening = True
         return stream

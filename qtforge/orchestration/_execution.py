@@ -135,6 +135,10 @@ class Execution:
     def finished(self) -> bool:
         return self.finished_at is not None
 
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested is not None
+
     def progress(self) -> float:
         """Percent of steps finished, counting running steps' reported progress."""
         counts = self._counts
@@ -179,7 +183,7 @@ class Execution:
             "execution_id": self.id,
             "workflow_id": self.spec.workflow_id,
             "status": self.status.value,
-            "data": self.data,
+            "data": None if self.data is None else dict(self.data),
             **error_fields(self.error),
             "started_at": timeline.iso(self.started_at),
             "finished_at": timeline.iso(self.finished_at),
@@ -385,6 +389,7 @@ class Execution:
                     if isinstance(call, tuple):  # its plugin is not initialized yet
                         call = self._initialize_then_call(call, index, step, inputs, attempt)
                     result = await call
+                    output = contribution(step.step_id, result)
                 except Exception as exc:
                     error = exc
             if scope.cancelled_caught:
@@ -394,7 +399,7 @@ class Execution:
                     f"(attempt {attempt})",
                 )
             if error is None:
-                self._complete(index, step, result)
+                self._complete(index, step, result, output)
                 return
             failure = _as_plugin_error(
                 error, f"step {step.step_id!r}: {step.plugin_id}.{step.method_name}()"
@@ -445,7 +450,7 @@ class Execution:
         context = None
         if binder.wants_context:
             assert flag is not None
-            context = StepContext(
+            context = StepContext._for_attempt(
                 execution_id=self.id,
                 workflow_id=self.spec.workflow_id,
                 step_id=step.step_id,
@@ -497,17 +502,23 @@ class Execution:
             del self._running[index]
             self._partial -= record.progress
         if status is StepStatus.Cancelled:
-            self._emit(ev.StepCancelled, index)
+            self._emit(ev.StepCancelled, index, progress=self.progress())
 
-    def _complete(self, index: int, step: StepSpec, result: Any) -> None:
+    def _complete(self, index: int, step: StepSpec, result: Any, output: Mapping[str, Any]) -> None:
         record = self.records[index]
         record.result = result
-        self._flow.record(index, contribution(step.step_id, result))
+        self._flow.record(index, output)
         now = self._now()
         self._end_step(index, StepStatus.Completed, now)
         if self._hub.listening or self._debug:
             duration = duration_ms(record.started_at, now) or 0.0
-            self._emit(ev.StepCompleted, index, attempt=record.attempts, duration_ms=duration)
+            self._emit(
+                ev.StepCompleted,
+                index,
+                attempt=record.attempts,
+                duration_ms=duration,
+                progress=self.progress(),
+            )
             if self._debug:
                 self._log.debug("step.completed", step_id=step.step_id, duration_ms=duration)
         self._release(index)
@@ -517,7 +528,9 @@ class Execution:
         record.error = error
         self._end_step(index, StepStatus.Failed, self._now())
         fields = error_fields(error)
-        self._emit(ev.StepFailed, index, attempt=record.attempts, **fields)
+        self._emit(
+            ev.StepFailed, index, attempt=record.attempts, progress=self.progress(), **fields
+        )
         self._log.warning("step.failed", step_id=step.step_id, attempt=record.attempts, **fields)
         if step.critical:
             if self.error is None:
@@ -535,7 +548,7 @@ class Execution:
         record = self.records[index]
         record.reason = reason
         self._end_step(index, StepStatus.Skipped, self._now())
-        self._emit(ev.StepSkipped, index, reason=reason)
+        self._emit(ev.StepSkipped, index, reason=reason, progress=self.progress())
         if self._debug:
             self._log.debug("step.skipped", step_id=self.spec.steps[index].step_id, reason=reason)
 

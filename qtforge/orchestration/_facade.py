@@ -8,14 +8,16 @@ threads that run their own event loop. The registry methods never touch the thre
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import threading
 import weakref
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future
 from contextlib import ExitStack
 from typing import Any, Self
 
-from anyio.from_thread import start_blocking_portal
+import anyio
+from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .._errors import Expected, PluginError, PluginErrorCode
 from .._plugins import PluginManager
@@ -156,12 +158,7 @@ class PluginOrchestrator(WorkflowRegistry):
             assert execution_id is not None
             return Expected.fail(self._engine._find(execution_id).error())
         self._check_caller(thread)
-        future: Future[Any] = thread.portal.start_task_soon(call, *args)
-        try:
-            return future.result()
-        except BaseException:  # Ctrl-C or the like: do not leave the call running
-            future.cancel()
-            raise
+        return _PortalCall(call, args).run_in(thread.portal)
 
     # -- execution -------------------------------------------------------------------
 
@@ -217,6 +214,50 @@ class PluginOrchestrator(WorkflowRegistry):
             return []
         result: list[str] = self._call(None, self._engine.list_executions)
         return result
+
+
+class _PortalCall:
+    """One facade call run on the engine's loop, cancelled when the caller is interrupted.
+
+    Ctrl-C may land at any bytecode in the calling thread, including between the
+    portal spawning the call and handing back its future; the call then still learns
+    that it is cancelled, and the caller waits until it has really ended, so an
+    interrupted blocking execute leaves its execution ``cancelled``, not running.
+    """
+
+    def __init__(self, call: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._call = call
+        self._args = args
+        self._started = threading.Event()
+        self._ended = threading.Event()
+        self._cancelled = False
+        self._scope: anyio.CancelScope | None = None
+
+    def run_in(self, portal: BlockingPortal) -> Any:
+        try:
+            return portal.start_task_soon(self._run).result()
+        except BaseException:
+            with contextlib.suppress(RuntimeError):  # the portal is already gone
+                portal.call(self._cancel)
+            if self._started.is_set():
+                self._ended.wait()
+            raise
+
+    async def _run(self) -> Any:
+        try:
+            with anyio.CancelScope() as self._scope:
+                self._started.set()
+                if self._cancelled:
+                    self._scope.cancel()
+                result = self._call(*self._args)
+                return await result if inspect.isawaitable(result) else result
+        finally:
+            self._ended.set()
+
+    def _cancel(self) -> None:
+        self._cancelled = True
+        if self._scope is not None:
+            self._scope.cancel()
 
 
 def create_orchestrator(

@@ -12,6 +12,7 @@ from ._events import Progress as Progress
 from ._events import StepCancelled as StepCancelled
 from ._events import StepCompleted as StepCompleted
 from ._events import StepFailed as StepFailed
+from ._events import StepFinished as StepFinished
 from ._events import StepRetrying as StepRetrying
 from ._events import StepSkipped as StepSkipped
 from ._events import StepStarted as StepStarted
@@ -28,6 +29,7 @@ __all__ = [
     "StepCancelled",
     "StepCompleted",
     "StepFailed",
+    "StepFinished",
     "StepRetrying",
     "StepSkipped",
     "StepStarted",
