@@ -412,7 +412,11 @@ class Execution:
             fields = error_fields(failure)
             self._emit(ev.StepRetrying, index, attempt=attempt, delay=delay, **fields)
             self._log.info(
-                "step.retrying", step_id=step.step_id, attempt=attempt, delay=delay, **fields
+                "step.retrying",
+                step_id=step.step_id,
+                attempt=attempt,
+                delay=round(delay, 3),
+                **fields,
             )
             await anyio.sleep(delay)
 
