@@ -4,9 +4,11 @@ Ready steps wait in a heap keyed by their topological position. Worker tasks tak
 them one at a time; a worker is spawned only when a step is taken while others are
 still ready and no spawned worker is idle, so no-op steps run back to back in one task
 (a checkpoint every few steps keeps the loop fair) while steps that wait overlap as
-much as the mode allows. Every attempt runs in its own cancel scope, which enforces the
-step timeout; retries wait outside it. Step failures are recorded as outcomes, so the
-execution's task group only ever sees cancellation and bugs.
+much as the mode allows. A worker runs its steps inside one cancel scope, its lane,
+that the execution's watchdog cancels when an attempt outlives its timeout (see
+``_deadlines.py``); the worker then settles that attempt and opens a fresh lane, and
+retries wait outside it. Step failures are recorded as outcomes, so the execution's
+task group only ever sees cancellation and bugs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import inspect
 import math
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -28,6 +30,7 @@ from . import _events as ev
 from ._binding import Binder, resolve
 from ._context import CancelFlag, StepContext
 from ._dataflow import DataFlow, contribution
+from ._deadlines import Deadlines, Lane
 from ._model import ExecutionMode, StepStatus
 from ._records import (
     ExecutionStatus,
@@ -48,19 +51,6 @@ __all__ = ["Execution"]
 _CHECKPOINT_EVERY = 16
 
 
-class _NoDeadline:
-    """Stands in for a cancel scope when a step has no timeout."""
-
-    cancelled_caught = False
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-
-_NO_DEADLINE = _NoDeadline()
 _Resolved = tuple[object, Callable[..., Any], Binder]
 
 
@@ -126,6 +116,7 @@ class Execution:
         self._scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._resolved: dict[tuple[str, str], _Resolved] = {}
+        self._deadlines = Deadlines(self._now)
         self._log = engine._log.bind(workflow_id=spec.workflow_id, execution_id=self.id)
         self._debug = engine._debug_logging()
 
@@ -217,13 +208,17 @@ class Execution:
             self._scope.cancel()
         try:
             with self._scope:
-                async with anyio.create_task_group() as task_group:
-                    self._task_group = task_group
-                    for index, waiting in enumerate(self._waiting):
-                        if not waiting:
-                            self._ready.append(self.spec.position[index])
-                    heapq.heapify(self._ready)
-                    self._spawn_worker()
+                async with anyio.create_task_group() as watching:
+                    if any(step.timeout_seconds for step in self.spec.steps):
+                        watching.start_soon(self._deadlines.watch)
+                    async with anyio.create_task_group() as workers:
+                        self._task_group = workers
+                        for index, waiting in enumerate(self._waiting):
+                            if not waiting:
+                                self._ready.append(self.spec.position[index])
+                        heapq.heapify(self._ready)
+                        self._spawn_worker()
+                    watching.cancel_scope.cancel()  # every step is settled
         except BaseException as exc:
             self._finish(interrupted=exc)
             raise
@@ -286,25 +281,46 @@ class Execution:
 
     async def _worker(self) -> None:
         self._idle -= 1
+        lane = Lane()
+        try:
+            while True:
+                lane.scope = anyio.CancelScope()
+                with lane.scope:
+                    await self._serve(lane)
+                if not lane.timed_out:
+                    return
+                await self._settle_timeout(lane)
+        except anyio.get_cancelled_exc_class():
+            if lane.index is not None and not self.records[lane.index].status.is_finished:
+                self._end_step(lane.index, StepStatus.Cancelled, self._now())
+            raise
+        finally:
+            self._workers -= 1
+
+    async def _serve(self, lane: Lane) -> None:
+        """Run ready steps back to back in `lane` until none is left, or an attempt
+        times out (the lane's scope is then spent, and the worker settles it)."""
+        if lane.index is not None:  # the step whose attempt timed out gets its retry
+            await self._attempts(lane, lane.attempt + 1)
+            if lane.timed_out:
+                return
         order = self.spec.order
         ready = self._ready
         ran = 0
-        try:
-            while ready and not self._stopping:
-                index = order[heapq.heappop(ready)]
-                if ready and not self._idle and self._workers < self._max_workers:
-                    self._spawn_worker()
+        while ready and not self._stopping:
+            index = order[heapq.heappop(ready)]
+            if ready and not self._idle and self._workers < self._max_workers:
+                self._spawn_worker()
+            await self._run_step(lane, index)
+            if lane.timed_out:
+                return
+            ran += 1
+            if ran % _CHECKPOINT_EVERY == 0:  # let other tasks run; no need to spawn for it
+                self._idle += 1
                 try:
-                    await self._run_step(index)
-                except anyio.get_cancelled_exc_class():
-                    if not self.records[index].status.is_finished:
-                        self._end_step(index, StepStatus.Cancelled, self._now())
-                    raise
-                ran += 1
-                if ran % _CHECKPOINT_EVERY == 0:
                     await anyio.lowlevel.checkpoint()
-        finally:
-            self._workers -= 1
+                finally:
+                    self._idle -= 1
 
     def _stop(self) -> None:
         """A critical step failed: start nothing more, cancel what runs."""
@@ -358,67 +374,99 @@ class Execution:
             self._release(index)
         return holds
 
-    async def _run_step(self, index: int) -> None:
-        """Run one step to its outcome: its attempts, each under the step timeout, with
-        retries waiting between them."""
+    async def _run_step(self, lane: Lane, index: int) -> None:
+        """Run one step to its outcome, unless one of its attempts times out."""
         step = self.spec.steps[index]
         inputs = self._flow.inputs(index)
         if step.condition is not None and not await self._condition_holds(index, step, inputs):
             return
-        record = self.records[index]
+        self.records[index].started_at = self._now()
         self._running[index] = None
+        lane.index = index
+        lane.inputs = inputs
+        await self._attempts(lane, 1)
+
+    async def _attempts(self, lane: Lane, first: int) -> None:
+        """Attempts `first`, `first` + 1, ... of the lane's step until one succeeds, or
+        none may follow; it returns early when an attempt has timed out."""
+        assert lane.index is not None
+        index = lane.index
+        step = self.spec.steps[index]
+        record = self.records[index]
+        inputs = lane.inputs
         timeout = step.timeout_seconds
-        attempt = 0
+        attempt = first
         while True:
-            attempt += 1
-            now = self._now()
-            if attempt == 1:
-                record.started_at = now
-            record.attempts = attempt
+            lane.attempt = record.attempts = attempt
             record.status = StepStatus.Running
             if self._hub.listening:
                 self._emit(ev.StepStarted, index, attempt=attempt)
             if self._debug:
                 self._log.debug("step.started", step_id=step.step_id, attempt=attempt)
+            if timeout:
+                self._deadlines.arm(lane, self._now() + timeout)
             error: Exception | None = None
-            # A scope only where there is a deadline: entering one costs a few µs.
-            scope = anyio.CancelScope(deadline=now + timeout) if timeout else _NO_DEADLINE
-            with scope:
-                try:
-                    call = self._start_call(index, step, inputs, attempt)
-                    if isinstance(call, tuple):  # its plugin is not initialized yet
-                        call = self._initialize_then_call(call, index, step, inputs, attempt)
-                    result = await call
-                    output = contribution(step.step_id, result)
-                except Exception as exc:
-                    error = exc
-            if scope.cancelled_caught:
-                error = PluginError(
-                    PluginErrorCode.Timeout,
-                    f"step {step.step_id!r} timed out after {step.timeout:g} ms "
-                    f"(attempt {attempt})",
-                )
+            try:
+                call = self._start_call(index, step, inputs, attempt)
+                if isinstance(call, tuple):  # its plugin is not initialized yet
+                    call = self._initialize_then_call(call, index, step, inputs, attempt)
+                result = await call
+                output = contribution(step.step_id, result)
+            except Exception as exc:
+                error = exc
+            lane.key = 0  # disarmed: done in time
+            if lane.timed_out:  # the deadline passed as the attempt was ending
+                return
             if error is None:
+                lane.index = None
                 self._complete(index, step, result, output)
                 return
             failure = _as_plugin_error(
                 error, f"step {step.step_id!r}: {step.plugin_id}.{step.method_name}()"
             )
-            delay = self._retry_delay(step, error, attempt)
+            delay = self._retry_or_fail(index, step, failure, error, attempt)
             if delay is None:
-                self._fail(index, step, failure)
+                lane.index = None
                 return
-            record.status = StepStatus.Retrying
-            fields = error_fields(failure)
-            self._emit(ev.StepRetrying, index, attempt=attempt, delay=delay, **fields)
-            self._log.info(
-                "step.retrying",
-                step_id=step.step_id,
-                attempt=attempt,
-                delay=round(delay, 3),
-                **fields,
-            )
             await anyio.sleep(delay)
+            attempt += 1
+
+    async def _settle_timeout(self, lane: Lane) -> None:
+        """The lane's attempt outlived the step timeout: fail the step, or wait to retry
+        it (the next lane resumes it)."""
+        assert lane.index is not None
+        lane.timed_out = False
+        step = self.spec.steps[lane.index]
+        failure = PluginError(
+            PluginErrorCode.Timeout,
+            f"step {step.step_id!r} timed out after {step.timeout:g} ms (attempt {lane.attempt})",
+        )
+        delay = self._retry_or_fail(lane.index, step, failure, failure, lane.attempt)
+        if delay is None:
+            lane.index = None
+            return
+        await anyio.sleep(delay)
+
+    def _retry_or_fail(
+        self, index: int, step: StepSpec, failure: PluginError, error: Exception, attempt: int
+    ) -> float | None:
+        """Attempt `attempt` failed with `error`: announce a retry and return the wait
+        before it, or settle the step as failed and return None."""
+        delay = self._retry_delay(step, error, attempt)
+        if delay is None:
+            self._fail(index, step, failure)
+            return None
+        self.records[index].status = StepStatus.Retrying
+        fields = error_fields(failure)
+        self._emit(ev.StepRetrying, index, attempt=attempt, delay=delay, **fields)
+        self._log.info(
+            "step.retrying",
+            step_id=step.step_id,
+            attempt=attempt,
+            delay=round(delay, 3),
+            **fields,
+        )
+        return delay
 
     def _retry_delay(self, step: StepSpec, error: Exception, attempt: int) -> float | None:
         """Seconds until the next attempt, or None if there is to be none."""
