@@ -107,6 +107,8 @@ class Execution:
         self._ready: list[int] = []
         self._running: dict[int, None] = {}
         self._counts = dict.fromkeys(StepStatus, 0)
+        # Step id -> status string, kept current so that status queries copy, not build.
+        self._step_statuses = dict.fromkeys(spec.index, StepStatus.Pending.value)
         self._partial = 0.0  # summed progress (0..1) of running steps
         self._max_workers = 1 if spec.mode is ExecutionMode.Sequential else engine.max_concurrency
         self._workers = 0
@@ -158,10 +160,7 @@ class Execution:
             "skipped_steps": counts[StepStatus.Skipped],
             "cancelled_steps": counts[StepStatus.Cancelled],
             "total_steps": len(steps),
-            "steps": {
-                step.step_id: record.status.value
-                for step, record in zip(steps, self.records, strict=True)
-            },
+            "steps": dict(self._step_statuses),
             "started_at": self.timeline.iso(self.started_at),
             "finished_at": self.timeline.iso(self.finished_at),
             **error_fields(self.error),
@@ -399,6 +398,7 @@ class Execution:
         while True:
             lane.attempt = record.attempts = attempt
             record.status = StepStatus.Running
+            self._step_statuses[step.step_id] = "running"
             if self._hub.listening:
                 self._emit(ev.StepStarted, index, attempt=attempt)
             if self._debug:
@@ -457,6 +457,7 @@ class Execution:
             self._fail(index, step, failure)
             return None
         self.records[index].status = StepStatus.Retrying
+        self._step_statuses[step.step_id] = "retrying"
         fields = error_fields(failure)
         self._emit(ev.StepRetrying, index, attempt=attempt, delay=delay, **fields)
         self._log.info(
@@ -549,6 +550,7 @@ class Execution:
         record = self.records[index]
         self._counts[status] += 1
         record.status = status
+        self._step_statuses[self.spec.steps[index].step_id] = status.value
         record.finished_at = now
         if index in self._running:
             del self._running[index]
