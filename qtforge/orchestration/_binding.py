@@ -54,15 +54,9 @@ class Binder:
         """
         if self.command is not None:
             return (self.command, dict(inputs)), {}
-        missing = [name for name in self.required if name not in inputs]
-        if missing:
-            keys = ", ".join(sorted(inputs)) or "none"
-            names = ", ".join(repr(name) for name in sorted(missing))
-            raise PluginError(
-                PluginErrorCode.InvalidParameters,
-                f"{self.where} needs {names}, which the step's input does not have "
-                f"(available keys: {keys})",
-            )
+        for name in self.required:
+            if name not in inputs:
+                raise self._missing(inputs)
         args: list[Any] = []
         for name in self.positional:  # positional-only: stop at the first one left out
             if name == self.context_name:
@@ -78,6 +72,15 @@ class Binder:
         if self.context_name is not None and self.context_name not in self.positional:
             kwargs[self.context_name] = context
         return tuple(args), kwargs
+
+    def _missing(self, inputs: Mapping[str, Any]) -> PluginError:
+        keys = ", ".join(sorted(inputs)) or "none"
+        names = ", ".join(repr(name) for name in sorted(self.required) if name not in inputs)
+        return PluginError(
+            PluginErrorCode.InvalidParameters,
+            f"{self.where} needs {names}, which the step's input does not have "
+            f"(available keys: {keys})",
+        )
 
 
 def _is_context_parameter(parameter: inspect.Parameter) -> bool:

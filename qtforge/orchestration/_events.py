@@ -148,7 +148,7 @@ class EventsDropped(Event):
 
 
 _TERMINAL = (WorkflowCompleted, WorkflowFailed, WorkflowCancelled)
-_CHECKPOINT_EVERY = 64
+_CHECKPOINT_EVERY = 512
 
 
 class EventStream:

@@ -109,6 +109,7 @@ class Execution:
         self._counts = dict.fromkeys(StepStatus, 0)
         # Step id -> status string, kept current so that status queries copy, not build.
         self._step_statuses = dict.fromkeys(spec.index, StepStatus.Pending.value)
+        self._finished = 0  # steps in a final status
         self._partial = 0.0  # summed progress (0..1) of running steps
         self._max_workers = 1 if spec.mode is ExecutionMode.Sequential else engine.max_concurrency
         self._workers = 0
@@ -117,7 +118,8 @@ class Execution:
         self._cancel_requested: str | None = None
         self._scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._resolved: dict[tuple[str, str], _Resolved] = {}
+        self._resolved: list[_Resolved | None] = [None] * len(spec.steps)
+        self._resolved_by_name: dict[tuple[str, str], _Resolved] = {}
         self._deadlines = Deadlines(self._now)
         self._log = engine._log.bind(workflow_id=spec.workflow_id, execution_id=self.id)
         self._debug = engine._debug_logging()
@@ -134,14 +136,7 @@ class Execution:
 
     def progress(self) -> float:
         """Percent of steps finished, counting running steps' reported progress."""
-        counts = self._counts
-        finished = (
-            counts[StepStatus.Completed]
-            + counts[StepStatus.Failed]
-            + counts[StepStatus.Skipped]
-            + counts[StepStatus.Cancelled]
-        )
-        return round(100.0 * (finished + self._partial) / len(self.records), 2)
+        return round(100.0 * (self._finished + self._partial) / len(self.records), 2)
 
     def status_dict(self) -> dict[str, Any]:
         """`get_workflow_status`'s dictionary (SPEC 5)."""
@@ -199,7 +194,7 @@ class Execution:
         now = self._now()
         self.started_at = now
         self.status = ExecutionStatus.Running
-        self._emit(ev.WorkflowStarted, None, total_steps=len(self.records))
+        self._emit(ev.WorkflowStarted, None, now, total_steps=len(self.records))
         self._log.info("workflow.started", total_steps=len(self.records))
         timeout = self.spec.timeout_seconds
         self._scope = anyio.CancelScope(deadline=now + timeout if timeout else math.inf)
@@ -257,15 +252,15 @@ class Execution:
         self.finished_at = now
         duration = duration_ms(self.started_at, now) or 0.0
         if self.status is ExecutionStatus.Completed:
-            self._emit(ev.WorkflowCompleted, None, duration_ms=duration)
+            self._emit(ev.WorkflowCompleted, None, now, duration_ms=duration)
             self._log.info("workflow.completed", duration_ms=duration)
         elif self.status is ExecutionStatus.Cancelled:
-            self._emit(ev.WorkflowCancelled, None, duration_ms=duration)
+            self._emit(ev.WorkflowCancelled, None, now, duration_ms=duration)
             self._log.info("workflow.cancelled", duration_ms=duration)
         else:
             assert self.error is not None
             fields = error_fields(self.error)
-            self._emit(ev.WorkflowFailed, None, duration_ms=duration, **fields)
+            self._emit(ev.WorkflowFailed, None, now, duration_ms=duration, **fields)
             self._log.warning("workflow.failed", duration_ms=duration, **fields)
         self.done.set()
         self._engine._execution_finished(self)
@@ -379,7 +374,6 @@ class Execution:
         inputs = self._flow.inputs(index)
         if step.condition is not None and not await self._condition_holds(index, step, inputs):
             return
-        self.records[index].started_at = self._now()
         self._running[index] = None
         lane.index = index
         lane.inputs = inputs
@@ -396,15 +390,18 @@ class Execution:
         timeout = step.timeout_seconds
         attempt = first
         while True:
+            now = self._now()
+            if attempt == 1:
+                record.started_at = now
             lane.attempt = record.attempts = attempt
             record.status = StepStatus.Running
             self._step_statuses[step.step_id] = "running"
             if self._hub.listening:
-                self._emit(ev.StepStarted, index, attempt=attempt)
+                self._emit(ev.StepStarted, index, now, attempt=attempt)
             if self._debug:
                 self._log.debug("step.started", step_id=step.step_id, attempt=attempt)
             if timeout:
-                self._deadlines.arm(lane, self._now() + timeout)
+                self._deadlines.arm(lane, now + timeout)
             error: Exception | None = None
             try:
                 call = self._start_call(index, step, inputs, attempt)
@@ -459,7 +456,7 @@ class Execution:
         self.records[index].status = StepStatus.Retrying
         self._step_statuses[step.step_id] = "retrying"
         fields = error_fields(failure)
-        self._emit(ev.StepRetrying, index, attempt=attempt, delay=delay, **fields)
+        self._emit(ev.StepRetrying, index, self._now(), attempt=attempt, delay=delay, **fields)
         self._log.info(
             "step.retrying",
             step_id=step.step_id,
@@ -490,12 +487,15 @@ class Execution:
     ) -> Awaitable[Any] | _Resolved:
         """The awaitable that runs the step's method once, or, if its plugin has not
         been initialized yet, the resolved method to initialize first."""
-        key = (step.plugin_id, step.method_name)
-        resolved = self._resolved.get(key)
+        resolved = self._resolved[index]
         if resolved is None:
-            engine = self._engine
-            resolved = resolve(engine.plugin_manager, engine._binders, *key)
-            self._resolved[key] = resolved
+            key = (step.plugin_id, step.method_name)
+            resolved = self._resolved_by_name.get(key)
+            if resolved is None:
+                engine = self._engine
+                resolved = resolve(engine.plugin_manager, engine._binders, *key)
+                self._resolved_by_name[key] = resolved
+            self._resolved[index] = resolved
         plugin, fn, binder = resolved
         if id(plugin) not in self._engine._initialized:
             return resolved
@@ -549,6 +549,7 @@ class Execution:
     def _end_step(self, index: int, status: StepStatus, now: float) -> None:
         record = self.records[index]
         self._counts[status] += 1
+        self._finished += 1
         record.status = status
         self._step_statuses[self.spec.steps[index].step_id] = status.value
         record.finished_at = now
@@ -556,7 +557,7 @@ class Execution:
             del self._running[index]
             self._partial -= record.progress
         if status is StepStatus.Cancelled:
-            self._emit(ev.StepCancelled, index, progress=self.progress())
+            self._emit(ev.StepCancelled, index, now, progress=self.progress())
 
     def _complete(self, index: int, step: StepSpec, result: Any, output: Mapping[str, Any]) -> None:
         record = self.records[index]
@@ -569,6 +570,7 @@ class Execution:
             self._emit(
                 ev.StepCompleted,
                 index,
+                now,
                 attempt=record.attempts,
                 duration_ms=duration,
                 progress=self.progress(),
@@ -580,10 +582,11 @@ class Execution:
     def _fail(self, index: int, step: StepSpec, error: PluginError) -> None:
         record = self.records[index]
         record.error = error
-        self._end_step(index, StepStatus.Failed, self._now())
+        now = self._now()
+        self._end_step(index, StepStatus.Failed, now)
         fields = error_fields(error)
         self._emit(
-            ev.StepFailed, index, attempt=record.attempts, progress=self.progress(), **fields
+            ev.StepFailed, index, now, attempt=record.attempts, progress=self.progress(), **fields
         )
         self._log.warning("step.failed", step_id=step.step_id, attempt=record.attempts, **fields)
         if step.critical:
@@ -601,8 +604,9 @@ class Execution:
     def _skip(self, index: int, reason: str) -> None:
         record = self.records[index]
         record.reason = reason
-        self._end_step(index, StepStatus.Skipped, self._now())
-        self._emit(ev.StepSkipped, index, reason=reason, progress=self.progress())
+        now = self._now()
+        self._end_step(index, StepStatus.Skipped, now)
+        self._emit(ev.StepSkipped, index, now, reason=reason, progress=self.progress())
         if self._debug:
             self._log.debug("step.skipped", step_id=self.spec.steps[index].step_id, reason=reason)
 
@@ -614,6 +618,7 @@ class Execution:
             self._emit(
                 ev.Progress,
                 index,
+                self._now(),
                 progress=self.progress(),
                 step_progress=fraction,
                 message=message,
@@ -621,7 +626,11 @@ class Execution:
 
     # -- events ----------------------------------------------------------------------
 
-    def _emit(self, kind: Callable[..., ev.Event], index: int | None, **details: Any) -> None:
+    def _emit(
+        self, kind: Callable[..., ev.Event], index: int | None, now: float, **details: Any
+    ) -> None:
+        """Publish an event of `kind` about step `index` (None: the workflow) at loop
+        time `now`, if anyone listens."""
         hub = self._hub
         if hub.listening:
             hub.publish(
@@ -629,7 +638,7 @@ class Execution:
                     execution_id=self.id,
                     workflow_id=self.spec.workflow_id,
                     step_id=None if index is None else self.spec.steps[index].step_id,
-                    timestamp=self.timeline.wall(self._now()),
+                    timestamp=self.timeline.wall(now),
                     **details,
                 )
             )
