@@ -209,6 +209,43 @@ async def test_a_slow_consumer_never_stalls_the_engine_and_learns_what_it_lost()
     assert kept[1:] == full[-2:]
 
 
+class Noop:
+    """A plugin whose step never suspends."""
+
+    plugin_id = "noop"
+
+    async def run(self) -> None:
+        return None
+
+
+async def test_a_consumer_that_keeps_up_loses_nothing_to_steps_that_never_suspend() -> None:
+    """Thousands of steps that never suspend do not grow the worker pool until an idle
+    subscriber with the default buffer is starved: it receives every event, none dropped."""
+    count = 30_000  # three times the default buffer
+    built = workflow(
+        "flood",
+        *(step(f"s{i}", "run", plugin="noop") for i in range(count)),
+        mode=ExecutionMode.Parallel,
+    )
+    received: list[events.Event] = []
+
+    async def consume(stream: events.EventStream) -> None:
+        async for event in stream:
+            received.append(event)
+            if event.kind in TERMINAL_KINDS:
+                return
+
+    async with (
+        AsyncPluginOrchestrator(manager_with(Noop())) as o,
+        anyio.create_task_group() as task_group,
+    ):
+        task_group.start_soon(consume, o.events())
+        results = await run(o, built)
+    assert results["status"] == "completed"
+    assert not [event for event in received if isinstance(event, events.EventsDropped)]
+    assert len(received) == 2 * count + 2
+
+
 async def test_events_are_immutable() -> None:
     """Assigning to any field of an event raises."""
     async with AsyncPluginOrchestrator(manager_with(Probe())) as o:
