@@ -29,6 +29,20 @@ from qtforge.orchestration import (
 WAIT = 10.0  # seconds: a generous bound for anything that should take milliseconds
 FINISHED = ("completed", "failed", "cancelled")
 ENGINE_THREAD_PREFIXES = ("qtforge", "asyncio-portal", "trio-portal")
+# The keys SPEC 4 and 5 promise in status and results dictionaries.
+STATUS_KEYS = {
+    "execution_id", "workflow_id", "status", "progress", "current_step", "running_steps",
+    "completed_steps", "failed_steps", "skipped_steps", "total_steps", "steps",
+    "started_at", "finished_at", "error", "error_code",
+}  # fmt: skip
+RESULTS_KEYS = {
+    "execution_id", "workflow_id", "status", "data", "error", "error_code", "started_at",
+    "finished_at", "duration_ms", "steps",
+}  # fmt: skip
+STEP_RESULT_KEYS = {
+    "status", "result", "error", "error_code", "attempts", "started_at", "finished_at",
+    "duration_ms",
+}  # fmt: skip
 
 
 class Steps:
@@ -71,16 +85,28 @@ class Steps:
 
     async def reenter(self, context: StepContext) -> None:
         assert self.orchestrator is not None
-        self.orchestrator.get_workflow_status(context.execution_id)
+        try:
+            self.orchestrator.get_workflow_status(context.execution_id)
+        except Exception as error:
+            self.seen["reentry"] = error
+            raise
+
+    async def close_facade(self) -> None:
+        assert self.orchestrator is not None
+        try:
+            self.orchestrator.close()
+        except Exception as error:
+            self.seen["reentry"] = error
+            raise
 
     def query_own_status(self, context: StepContext) -> None:
         assert self.orchestrator is not None
         self.seen["status"] = self.orchestrator.get_workflow_status(context.execution_id).value()
 
 
-def single(workflow_id: str, method: str, **step_options: Any) -> Workflow:
+def single(workflow_id: str, method: str) -> Workflow:
     """A one-step workflow calling `method` of the `Steps` plugin."""
-    return Workflow(workflow_id).add_step(WorkflowStep("only", "steps", method, **step_options))
+    return Workflow(workflow_id).add_step(WorkflowStep("only", "steps", method))
 
 
 def chain(workflow_id: str, second: WorkflowStep) -> Workflow:
@@ -104,7 +130,7 @@ STANDARD_WORKFLOWS = (
 )
 
 
-def engine_threads(before: frozenset[threading.Thread] = frozenset()) -> list[str]:
+def engine_threads(before: frozenset[threading.Thread]) -> list[str]:
     """Names of live threads of a facade's engine (named by qtforge or anyio's portal),
     ignoring those in `before` (left by earlier tests)."""
     return [
@@ -116,14 +142,6 @@ def engine_threads(before: frozenset[threading.Thread] = frozenset()) -> list[st
 
 def live_threads() -> frozenset[threading.Thread]:
     return frozenset(threading.enumerate())
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Poll `predicate` (every millisecond, up to `WAIT` seconds)."""
-    deadline = time.monotonic() + WAIT
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.001)
 
 
 def status_of(orchestrator: PluginOrchestrator, execution_id: str) -> dict[str, Any]:
@@ -198,15 +216,18 @@ def test_blocking_execute_returns_once_finished_with_final_status_and_results(
     orchestrator: PluginOrchestrator,
 ) -> None:
     """A blocking execute returns after the execution ended: its status and results are
-    final at once."""
+    final at once, with every key SPEC 4 and 5 promise."""
     execution_id = orchestrator.execute_workflow("chain", {"n": 20}).value()
     status = status_of(orchestrator, execution_id)
+    assert status.keys() >= STATUS_KEYS
     assert status["status"] == "completed"
     assert status["progress"] == 100.0
     assert status["current_step"] is None
     assert status["finished_at"] is not None
     assert status["steps"] == {"double": "completed", "add_one": "completed"}
     results = orchestrator.get_workflow_results(execution_id).value()
+    assert results.keys() >= RESULTS_KEYS
+    assert all(step.keys() >= STEP_RESULT_KEYS for step in results["steps"].values())
     assert results["status"] == "completed"
     assert results["data"] == {"n": 41}
     assert orchestrator.list_executions() == [execution_id]
@@ -342,6 +363,27 @@ def test_executing_an_unknown_workflow_is_not_found(orchestrator: PluginOrchestr
     assert "no-such-workflow" in result.error().message
 
 
+WRONG_TYPES: dict[str, Callable[[PluginOrchestrator], object]] = {
+    "workflow_id": lambda o: o.execute_workflow(1),  # type: ignore[arg-type]
+    "initial_data": lambda o: o.execute_workflow("chain", [("n", 1)]),  # type: ignore[arg-type]
+    "async_execution": lambda o: o.execute_workflow("chain", {"n": 1}, "yes"),  # type: ignore[arg-type]
+    "status": lambda o: o.get_workflow_status(1),  # type: ignore[arg-type]
+    "results": lambda o: o.get_workflow_results(None),  # type: ignore[arg-type]
+    "cancel": lambda o: o.cancel_workflow(1),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("call", WRONG_TYPES.values(), ids=WRONG_TYPES.keys())
+def test_wrong_argument_types_raise_type_error_through_the_portal(
+    orchestrator: PluginOrchestrator, call: Callable[[PluginOrchestrator], object]
+) -> None:
+    """An argument of the wrong type is a bug in the caller: it raises `TypeError`
+    (unwrapped, from the engine thread) rather than returning an error `Expected`."""
+    orchestrator.execute_workflow("chain", {"n": 1}).value()  # the engine thread runs
+    with pytest.raises(TypeError):
+        call(orchestrator)
+
+
 def test_status_round_trip_is_fast(orchestrator: PluginOrchestrator) -> None:
     """One `get_workflow_status` is one portal round trip: well under 50 ms (median)."""
     execution_id = orchestrator.execute_workflow("chain", {"n": 1}).value()
@@ -441,15 +483,34 @@ async def test_facade_works_inside_a_pytest_asyncio_test(
 
 
 def test_facade_call_from_the_engine_loop_fails_the_step_instead_of_deadlocking(
-    orchestrator: PluginOrchestrator,
+    orchestrator: PluginOrchestrator, plugin: Steps
 ) -> None:
     """An async plugin method that calls the facade (on the engine's own loop) gets a
     `RuntimeError` pointing to `AsyncPluginOrchestrator`, which fails the step."""
     execution_id = orchestrator.execute_workflow("reenter").value()
+    assert isinstance(plugin.seen["reentry"], RuntimeError)
     step = orchestrator.get_workflow_results(execution_id).value()["steps"]["only"]
     assert step["status"] == "failed"
-    assert "RuntimeError" in step["error"]
     assert "AsyncPluginOrchestrator" in step["error"]
+
+
+def test_close_from_the_engine_loop_is_refused_and_changes_nothing(
+    backend: str, plugin: Steps
+) -> None:
+    """`close` called from an async plugin method raises `RuntimeError` and leaves the
+    facade open: the results can still be read, and a later `close` stops the thread."""
+    before = live_threads()
+    manager = PluginManager()
+    manager.register_plugin(plugin)
+    orchestrator = PluginOrchestrator(manager, backend=backend)
+    plugin.orchestrator = orchestrator
+    orchestrator.register_workflow(single("closer", "close_facade")).value()
+    execution_id = orchestrator.execute_workflow("closer").value()
+    assert isinstance(plugin.seen["reentry"], RuntimeError)
+    results = orchestrator.get_workflow_results(execution_id)
+    orchestrator.close()
+    assert engine_threads(before) == []
+    assert results.value()["steps"]["only"]["status"] == "failed"
 
 
 def test_sync_plugin_method_may_query_the_facade(
@@ -526,6 +587,40 @@ def test_close_cancels_running_executions(orchestrator: PluginOrchestrator, plug
     assert plugin.cancelled.is_set()
 
 
+def test_a_call_racing_close_answers_invalid_state(
+    orchestrator: PluginOrchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status query that reaches the engine thread just after another thread closed
+    the facade answers ``InvalidState``, as any call after `close` does, instead of
+    raising the portal's `RuntimeError`.
+
+    The query is held back at the moment it hands its call to the portal, which is
+    where a thread descheduled mid-call would be; a stress run hits it on its own.
+    """
+    execution_id = orchestrator.execute_workflow("chain", {"n": 1}).value()
+    original = BlockingPortal.start_task_soon
+    racer: dict[str, int] = {}
+    arrived, closed = threading.Event(), threading.Event()
+
+    def held_back(portal: BlockingPortal, *args: Any, **kwargs: Any) -> Any:
+        if threading.get_ident() == racer.get("thread"):
+            arrived.set()
+            assert closed.wait(WAIT)
+        return original(portal, *args, **kwargs)
+
+    def query() -> qtforge.Expected[dict[str, Any], qtforge.PluginError]:
+        racer["thread"] = threading.get_ident()
+        return orchestrator.get_workflow_status(execution_id)
+
+    monkeypatch.setattr(BlockingPortal, "start_task_soon", held_back)
+    with ThreadPoolExecutor(1) as pool:
+        raced = pool.submit(query)
+        assert arrived.wait(WAIT)
+        orchestrator.close()
+        closed.set()
+        assert error_code(raced.result(WAIT)) is PluginErrorCode.InvalidState
+
+
 def test_close_from_another_thread_unblocks_a_blocking_execute(
     orchestrator: PluginOrchestrator, plugin: Steps
 ) -> None:
@@ -540,31 +635,35 @@ def test_close_from_another_thread_unblocks_a_blocking_execute(
 
 
 class Hooked:
-    """A plugin recording its lifecycle hooks; `asynchronous` picks async hooks."""
+    """A plugin recording its work and lifecycle hooks in a shared log."""
 
-    def __init__(self, plugin_id: str, log: list[str], asynchronous: bool) -> None:
+    def __init__(self, plugin_id: str, log: list[str]) -> None:
         self.plugin_id = plugin_id
         self.log = log
-        if asynchronous:
-            self.initialize = self._initialize_async
-            self.shutdown = self._shutdown_async
 
-    def initialize(self) -> None:
-        self.log.append(f"{self.plugin_id}.initialize")
-
-    def shutdown(self) -> None:
-        self.log.append(f"{self.plugin_id}.shutdown")
-
-    async def _initialize_async(self) -> None:
-        await anyio.lowlevel.checkpoint()
-        self.log.append(f"{self.plugin_id}.initialize")
-
-    async def _shutdown_async(self) -> None:
-        await anyio.lowlevel.checkpoint()
-        self.log.append(f"{self.plugin_id}.shutdown")
+    def record(self, what: str) -> None:
+        self.log.append(f"{self.plugin_id}.{what}")
 
     def work(self) -> None:
-        self.log.append(f"{self.plugin_id}.work")
+        self.record("work")
+
+
+class SyncHooks(Hooked):
+    def initialize(self) -> None:
+        self.record("initialize")
+
+    def shutdown(self) -> None:
+        self.record("shutdown")
+
+
+class AsyncHooks(Hooked):
+    async def initialize(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.record("initialize")
+
+    async def shutdown(self) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.record("shutdown")
 
 
 def test_close_runs_the_shutdown_hooks_of_used_plugins(backend: str) -> None:
@@ -572,8 +671,8 @@ def test_close_runs_the_shutdown_hooks_of_used_plugins(backend: str) -> None:
     close; a plugin never used is neither initialized nor shut down."""
     log: list[str] = []
     manager = PluginManager()
-    for plugin_id, asynchronous in (("sync", False), ("async", True), ("unused", False)):
-        manager.register_plugin(Hooked(plugin_id, log, asynchronous))
+    for plugin in (SyncHooks("sync", log), AsyncHooks("async", log), SyncHooks("unused", log)):
+        manager.register_plugin(plugin)
     workflow = (
         Workflow("hooks")
         .add_step(WorkflowStep("first", "sync", "work"))

@@ -62,6 +62,9 @@ class Slow:
         while not context.cancelled and time.monotonic() < deadline:
             time.sleep(0.01)
 
+    def quick(self) -> dict:
+        return {"done": True}
+
     def shutdown(self) -> None:
         print("SHUTDOWN", flush=True)
 
@@ -72,6 +75,7 @@ manager.register_plugin(slow)
 orchestrator = PluginOrchestrator(manager, backend=backend)
 step = WorkflowStep("wait", "slow", f"wait_{kind}")
 orchestrator.register_workflow(Workflow("slow").add_step(step)).value()
+orchestrator.register_workflow(Workflow("quick").add_step(WorkflowStep("q", "slow", "quick")))
 """
 
 NEVER_CLOSED = """
@@ -93,6 +97,18 @@ except KeyboardInterrupt:
     print("FINALLY", results["status"], results["steps"]["wait"]["status"], flush=True)
 else:
     print("NOT INTERRUPTED", flush=True)
+"""
+
+
+TRIO_HOST = """
+import trio
+
+async def main() -> None:
+    execution_id = orchestrator.execute_workflow("quick").value()
+    print("STATUS", orchestrator.get_workflow_status(execution_id).value()["status"], flush=True)
+    orchestrator.close()
+
+trio.run(main)
 """
 
 
@@ -172,3 +188,13 @@ def test_ctrl_c_in_blocking_execute_cancels_the_execution(
         "SHUTDOWN",
     ], stderr
     assert waited < PROMPT
+
+
+@BACKENDS
+def test_facade_works_from_inside_a_trio_run(tmp_path: Path, backend: str) -> None:
+    """A facade first used from a coroutine under ``trio.run`` (a thread running its own
+    trio loop) starts its engine, executes and closes, as from any other thread."""
+    process = start_script(tmp_path, TRIO_HOST, backend, "async")
+    stdout, stderr, _ = finish(process)
+    assert process.returncode == 0, stderr
+    assert stdout.splitlines() == ["STATUS completed", "SHUTDOWN"]

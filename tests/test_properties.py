@@ -21,7 +21,7 @@ from typing import Any, Literal
 import anyio
 import attrs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from qtforge import PluginManager
@@ -35,15 +35,17 @@ from qtforge.orchestration import (
 
 settings.register_profile(
     "qtforge-properties",
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     derandomize=True,  # the same examples every run: never flaky, no database needed
     database=None,
+    phases=[Phase.explicit, Phase.generate, Phase.shrink],  # "explain" takes minutes here
     suppress_health_check=[HealthCheck.too_slow],
 )
 PROFILE = settings.get_profile("qtforge-properties")
 
 INITIAL = {"shared": "initial", "seed": 0}
+EXAMPLE_LIMIT = 20.0  # seconds: an example needs milliseconds; a hang fails, not stalls
 ALWAYS = 1_000  # "fails on every attempt"
 FINISHED_OK = ("completed", "failed", "skipped")
 
@@ -180,7 +182,7 @@ def cases(draw: st.DrawFn) -> Case:
 
 def gate(key: str, value: bool, inputs: Mapping[str, Any]) -> bool:
     """A callable condition: `value`, once it has checked it sees the step's parameter."""
-    return (inputs[key] >= 0) == value
+    return bool(inputs[key] >= 0) == value
 
 
 def condition(index: int, plan: StepPlan) -> Any:
@@ -276,10 +278,11 @@ async def execute(case: Case, probe: Probe) -> tuple[dict[str, Any], dict[str, A
     """Run `case` on a fresh engine; its results and final status dictionaries."""
     manager = PluginManager()
     manager.register_plugin(probe)
-    async with AsyncPluginOrchestrator(manager) as engine:
-        engine.register_workflow(build(case)).value()
-        results = (await engine.run_workflow("dag", INITIAL)).value()
-        status = (await engine.get_workflow_status(results["execution_id"])).value()
+    with anyio.fail_after(EXAMPLE_LIMIT):
+        async with AsyncPluginOrchestrator(manager) as engine:
+            engine.register_workflow(build(case)).value()
+            results = (await engine.run_workflow("dag", INITIAL)).value()
+            status = (await engine.get_workflow_status(results["execution_id"])).value()
     return results, status
 
 
@@ -400,7 +403,7 @@ def check_statuses(case: Case, results: dict[str, Any]) -> list[str]:
 
 def check_attempts(case: Case, results: dict[str, Any], events: list[Event]) -> None:
     """Attempts number 1, 2, ... with one run each; a step that ran to an outcome made
-    ``min(failures, max_retries) + 1`` of them; a skipped step made none."""
+    ``min(failures, max_retries) + 1`` of them; a skipped step made none and says why."""
     for index, plan in enumerate(case.steps):
         entry = results["steps"][step_id(index)]
         runs = [event.attempt for event in events if event.kind == "start" and event.step == index]
@@ -411,6 +414,7 @@ def check_attempts(case: Case, results: dict[str, Any], events: list[Event]) -> 
         assert len(runs) == entry["attempts"], (index, runs, entry)
         if entry["status"] == "skipped":
             assert entry["attempts"] == 0
+            assert entry["reason"], "a skipped step says why"
         else:
             assert entry["attempts"] == plan.attempts, (index, entry)
             assert (entry["error_code"] == "ExecutionFailed") == (entry["status"] == "failed")

@@ -13,10 +13,12 @@ import inspect
 import threading
 import weakref
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import anyio
+import sniffio
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .._errors import Expected, PluginError, PluginErrorCode
@@ -25,6 +27,8 @@ from ._engine import AsyncPluginOrchestrator
 from ._registry import WorkflowRegistry
 
 __all__ = ["PluginOrchestrator", "create_orchestrator"]
+
+T = TypeVar("T")
 
 
 class _EngineThread:
@@ -109,14 +113,15 @@ class PluginOrchestrator(WorkflowRegistry):
         Idempotent. Afterwards the registry still works, execution methods return
         ``InvalidState``.
         """
+        if self._thread is not None:
+            self._check_caller(self._thread)
         with self._start_lock:
             self._closed = True
             thread, self._thread = self._thread, None
         if thread is not None:
-            self._check_caller(thread)
             assert self._finalizer is not None
             self._finalizer.detach()
-            thread.close()
+            _outside_trio(thread.close)
 
     def _running_thread(self, start: bool) -> _EngineThread | None:
         thread = self._thread
@@ -149,15 +154,23 @@ class PluginOrchestrator(WorkflowRegistry):
         Without an engine thread there are no executions, so a query about one answers
         ``NotFound`` without starting the thread.
         """
+        if self._thread is not None:
+            self._check_caller(self._thread)
+        return _outside_trio(self._call_here, execution_id, call, args, start)
+
+    def _call_here(
+        self,
+        execution_id: str | None,
+        call: Callable[..., Any],
+        args: tuple[Any, ...],
+        start: bool,
+    ) -> Any:
         thread = self._running_thread(start)
         if thread is None:
             if self._closed:
-                return Expected.fail(
-                    PluginErrorCode.InvalidState, "this PluginOrchestrator has been closed"
-                )
+                return _closed()
             assert execution_id is not None
             return Expected.fail(self._engine._find(execution_id).error())
-        self._check_caller(thread)
         return _PortalCall(call, args).run_in(thread.portal)
 
     # -- execution -------------------------------------------------------------------
@@ -234,8 +247,14 @@ class _PortalCall:
         self._scope: anyio.CancelScope | None = None
 
     def run_in(self, portal: BlockingPortal) -> Any:
+        future: Future[Any] | None = None
         try:
-            return portal.start_task_soon(self._run).result()
+            future = portal.start_task_soon(self._run)
+            return future.result()
+        except RuntimeError:
+            if future is None:  # the portal has stopped: close() won the race
+                return _closed()
+            raise
         except BaseException:
             with contextlib.suppress(RuntimeError):  # the portal is already gone
                 portal.call(self._cancel)
@@ -258,6 +277,27 @@ class _PortalCall:
         self._cancelled = True
         if self._scope is not None:
             self._scope.cancel()
+
+
+def _closed() -> Expected[Any, PluginError]:
+    return Expected.fail(PluginErrorCode.InvalidState, "this PluginOrchestrator has been closed")
+
+
+def _outside_trio(fn: Callable[..., T], *args: Any) -> T:
+    """Call `fn` here, or in a short-lived thread when this thread runs trio.
+
+    The portal reaches its loop through ``from_thread`` calls, which trio refuses to make
+    from inside a trio run (and a trio-backend portal started there never stops). A
+    blocking facade call from a trio program blocks that program either way.
+    """
+    try:
+        inside_trio = sniffio.current_async_library() == "trio"
+    except sniffio.AsyncLibraryNotFoundError:
+        inside_trio = False
+    if not inside_trio:
+        return fn(*args)
+    with ThreadPoolExecutor(1, thread_name_prefix="qtforge-call") as pool:
+        return pool.submit(fn, *args).result()
 
 
 def create_orchestrator(
