@@ -9,15 +9,16 @@ until it really ends, so abandoned threads still count against ``thread_limit``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
+import sniffio
 
 __all__ = ["run_in_thread"]
 
@@ -29,11 +30,22 @@ _UNBOUNDED = 1_000_000
 class _Borrow:
     """Who returns the limiter token: the waiting task, or the thread it abandoned."""
 
-    __slots__ = ("lock", "state")
+    __slots__ = ("lock", "release_soon", "state")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.state = "pending"  # -> running -> done, then dropped or abandoned
+        self.release_soon: Callable[..., object] | None = None
+
+
+def _loop_callback_scheduler() -> Callable[..., object]:
+    """Schedules ``callback(*args)`` on the running event loop from any thread, without
+    waiting (a blocking ``from_thread`` call could wait forever on a stopping loop)."""
+    if sniffio.current_async_library() == "asyncio":
+        return asyncio.get_running_loop().call_soon_threadsafe
+    import trio
+
+    return trio.lowlevel.current_trio_token().run_sync_soon
 
 
 async def run_in_thread(
@@ -51,7 +63,6 @@ async def run_in_thread(
     """
     borrow = _Borrow()
     await limiter.acquire_on_behalf_of(borrow)
-    token = anyio.lowlevel.current_token()
 
     def work() -> Any:
         with borrow.lock:
@@ -64,9 +75,10 @@ async def run_in_thread(
             with borrow.lock:
                 abandoned = borrow.state == "abandoned"
                 borrow.state = "done"
-            if abandoned:  # the loop may be gone already, and its limiter with it
-                with contextlib.suppress(anyio.RunFinishedError):
-                    anyio.from_thread.run_sync(limiter.release_on_behalf_of, borrow, token=token)
+            if abandoned:
+                assert borrow.release_soon is not None
+                with contextlib.suppress(RuntimeError):  # the loop is gone, its limiter too
+                    borrow.release_soon(limiter.release_on_behalf_of, borrow)
 
     try:
         return await anyio.to_thread.run_sync(
@@ -78,6 +90,8 @@ async def run_in_thread(
     finally:
         with borrow.lock:
             thread_releases = borrow.state == "running"
+            if thread_releases:
+                borrow.release_soon = _loop_callback_scheduler()
             borrow.state = "abandoned" if thread_releases else "dropped"
         if not thread_releases:
             limiter.release_on_behalf_of(borrow)
