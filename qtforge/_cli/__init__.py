@@ -1,0 +1,5 @@
+"""The ``qtforge`` command line; the console script calls `main`."""
+
+from ._app import main
+
+__all__ = ["main"]
