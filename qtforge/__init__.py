@@ -1,9 +1,11 @@
 """qtforge: an embeddable, asyncio-native workflow orchestrator.
 
 Workflows are graphs of steps; each step calls a method of a registered plugin. See
-`qtforge.orchestration` for the orchestrator and workflow classes.
+`qtforge.orchestration` for the orchestrator and workflow classes, and
+`qtforge.executors` for where steps run.
 """
 
+from . import executors as executors
 from . import orchestration as orchestration
 from ._errors import Expected as Expected
 from ._errors import PluginError as PluginError
@@ -21,5 +23,6 @@ __all__ = [
     "PluginManager",
     "__version__",
     "create_orchestrator",
+    "executors",
     "orchestration",
 ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import qtforge
+import qtforge.executors
 import qtforge.orchestration
 import qtforge.orchestration.events
 
@@ -25,15 +26,27 @@ PUBLIC_NAMES: dict[types.ModuleType, list[str]] = {
         "PluginManager",
         "__version__",
         "create_orchestrator",
+        "executors",
         "orchestration",
+    ],
+    qtforge.executors: [
+        "AsyncExecutor",
+        "DaskExecutor",
+        "Executor",
+        "ProcessExecutor",
+        "RemoteTraceback",
+        "StepCall",
+        "ThreadExecutor",
     ],
     qtforge.orchestration: [
         "AsyncPluginOrchestrator",
         "ExecutionMode",
+        "FileProblem",
         "PluginOrchestrator",
         "StepContext",
         "StepStatus",
         "Workflow",
+        "WorkflowFileError",
         "WorkflowStep",
         "create_orchestrator",
         "create_workflow",

@@ -19,6 +19,7 @@ from .._plugins import PluginManager
 from ._binding import BinderCache
 from ._events import EventHub, EventStream
 from ._execution import Execution
+from ._executors import Executor, ExecutorSet
 from ._logging import get_logger, wants_debug
 from ._registry import WorkflowRegistry, check_id
 from ._workflow import RetryPredicate
@@ -48,6 +49,12 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
             be retried (default: any ``Exception``).
         event_buffer: Events buffered per `events` subscriber before the oldest is dropped.
         seed: Seeds the retry jitter, for reproducible runs.
+        executors: Executors by name, added to (or replacing) the built-in ``"async"``,
+            ``"thread"``, ``"process"`` and ``"dask"`` (see `qtforge.executors`). The
+            orchestrator closes them, and the built-in ones it used, when it closes.
+        default_executor: The executor for steps that name none (``step.executor``).
+            ``None`` (the default): ``async def`` methods run on the event loop, plain
+            ones in worker threads.
     """
 
     def __init__(
@@ -60,6 +67,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         retry_on: RetryPredicate | None = None,
         event_buffer: int = 10_000,
         seed: int | None = None,
+        executors: Mapping[str, Executor] | None = None,
+        default_executor: str | None = None,
     ) -> None:
         super().__init__()
         if plugin_manager is not None and not isinstance(plugin_manager, PluginManager):
@@ -83,6 +92,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         self.retry_on = retry_on
         self.event_buffer = event_buffer
         self._rng = random.Random(seed)
+        self._executors = ExecutorSet(executors, default_executor)
+        self.default_executor = default_executor
         self._binders = BinderCache()
         self._hub = EventHub()
         self._log = get_logger("qtforge.engine")
@@ -103,6 +114,7 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
                 f"an AsyncPluginOrchestrator can be entered once (it is {self._state})"
             )
         self._thread_limiter = anyio.CapacityLimiter(self.thread_limit)
+        self._executors.open(self._thread_limiter)
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._state = "open"
@@ -110,7 +122,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
 
     async def __aexit__(self, *exc_info: Any) -> bool | None:
         """Cancel the executions still running, wait for them to end, then run the
-        plugins' ``shutdown()`` hooks (each bounded, shielded from cancellation)."""
+        plugins' ``shutdown()`` hooks and close the executors (each bounded, shielded
+        from cancellation)."""
         self._state = "closed"
         assert self._task_group is not None
         for execution in list(self._executions.values()):
@@ -123,6 +136,7 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
             self._hub.close()
             with anyio.CancelScope(shield=True):
                 await self._shutdown_plugins()
+                await self._executors.aclose()
 
     async def aclose(self) -> None:
         """Same as leaving ``async with``."""
@@ -159,6 +173,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         the execution runs in the orchestrator's own task group.
         """
         check_id("workflow_id", workflow_id)
+        if not isinstance(async_execution, bool):
+            raise TypeError(f"async_execution must be a bool, not {type(async_execution).__name__}")
         if initial_data is not None and not isinstance(initial_data, Mapping):
             raise TypeError(f"initial_data must be a mapping, not {type(initial_data).__name__}")
         await anyio.lowlevel.checkpoint()

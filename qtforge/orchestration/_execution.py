@@ -31,6 +31,7 @@ from ._binding import Binder, resolve
 from ._context import CancelFlag, StepContext
 from ._dataflow import DataFlow, contribution
 from ._deadlines import Deadlines, Lane
+from ._executors import StepCall
 from ._model import ExecutionMode, StepStatus
 from ._records import (
     ExecutionStatus,
@@ -513,6 +514,25 @@ class Execution:
                 cancel=flag,
             )
         args, kwargs = binder.bind(inputs, context)
+        executor = step.executor or self._engine.default_executor
+        if executor is not None:  # a named executor runs the call (see _executors.py)
+            return self._engine._executors.get(executor).run(
+                StepCall(
+                    fn=fn,
+                    args=args,
+                    kwargs=kwargs,
+                    is_async=binder.is_async,
+                    context=context,
+                    workflow_id=self.spec.workflow_id,
+                    execution_id=self.id,
+                    step_id=step.step_id,
+                    plugin_id=step.plugin_id,
+                    method_name=step.method_name,
+                    attempt=attempt,
+                    timeout=step.timeout_seconds,
+                    on_cancel=None if flag is None else flag.set,
+                )
+            )
         if binder.is_async:
             awaitable: Awaitable[Any] = fn(*args, **kwargs)
             return awaitable

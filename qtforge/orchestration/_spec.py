@@ -44,6 +44,8 @@ class StepSpec:
     condition: CompiledCondition | None
     name: str
     description: str
+    executor: str | None = None
+    """The name of the executor that runs the step, or ``None`` for the engine's default."""
     timeout_seconds: float | None = attrs.field(init=False)
     """The per-attempt bound in seconds, or ``None`` for none."""
 
@@ -262,6 +264,7 @@ def _snapshot_steps(workflow_id: str, steps: list[WorkflowStep]) -> tuple[StepSp
                 condition=condition,
                 name=step.name,
                 description=step.description,
+                executor=step.executor,
             )
         )
     return tuple(snapshots)
@@ -294,6 +297,7 @@ def to_workflow(spec: WorkflowSpec) -> Workflow:
                 condition=None if step.condition is None else step.condition.source,
                 name=step.name,
                 description=step.description,
+                executor=step.executor,
             )
         )
     return workflow

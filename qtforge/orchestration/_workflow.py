@@ -7,11 +7,13 @@ whole graph and keeps an immutable snapshot (see ``_spec.py``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Self, TypeAlias
 
 import attrs
 
+from .._plugins import PluginManager
 from ._model import ExecutionMode
 
 __all__ = [
@@ -97,6 +99,15 @@ def _check_retry_on(_instance: Any, _attribute: Any, value: Any) -> None:
         raise TypeError(f"retry_on must be a callable or None, not {type(value).__name__}")
 
 
+def _check_executor(_instance: Any, _attribute: Any, value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"executor must be a str or None, not {type(value).__name__}")
+    if not value:
+        raise ValueError("executor must not be empty (use None for the orchestrator's default)")
+
+
 @attrs.define(eq=True, repr=True)
 class WorkflowStep:
     """One step: call ``method_name`` on the plugin ``plugin_id``.
@@ -119,6 +130,9 @@ class WorkflowStep:
         condition: Run the step only if this holds (see `Condition`).
         name: A human-readable name.
         description: What the step does.
+        executor: Name of the executor that runs the step's method (``"async"``,
+            ``"thread"``, ``"process"``, ``"dask"`` or one given to the orchestrator);
+            ``None`` uses the orchestrator's ``default_executor`` (see `qtforge.executors`).
     """
 
     step_id: str = attrs.field(validator=_text("step_id"))
@@ -149,6 +163,7 @@ class WorkflowStep:
     )
     name: str = attrs.field(kw_only=True, default="", validator=_text("name"))
     description: str = attrs.field(kw_only=True, default="", validator=_text("description"))
+    executor: str | None = attrs.field(kw_only=True, default=None, validator=_check_executor)
 
     @retry_jitter.validator
     def _check_jitter(self, _attribute: Any, value: float) -> None:
@@ -269,6 +284,60 @@ class Workflow:
             f"Workflow({self._workflow_id!r}, {self._name!r}, mode={self._execution_mode.name}, "
             f"steps={[step.step_id for step in self._steps]!r})"
         )
+
+    # -- workflow files: thin shells over _files.py, imported on first use ------------
+
+    @classmethod
+    def from_file(
+        cls, path: str | os.PathLike[str], *, plugin_manager: PluginManager | None = None
+    ) -> Workflow:
+        """Load a workflow file: ``.yaml`` / ``.yml``, ``.toml`` or ``.json``.
+
+        The file holds the fields of `Workflow` and `WorkflowStep`, steps spelling
+        ``step_id``, ``plugin_id`` and ``method_name`` as ``id``, ``plugin``, ``method``
+        (the README shows one). Loading runs no code from the file. With
+        `plugin_manager`, the file's ``plugins`` are loaded into it and every step's
+        plugin and method must exist there.
+
+        Raises:
+            WorkflowFileError: Every problem found, each naming the file, the line (YAML
+                and JSON) and the field.
+        """
+        from ._files import load_workflow
+
+        return load_workflow(path, plugin_manager)
+
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], *, plugin_manager: PluginManager | None = None
+    ) -> Workflow:
+        """Build a workflow from the parsed contents of a workflow file (see `from_file`).
+
+        Raises:
+            WorkflowFileError: Every problem found, each naming its field.
+        """
+        from ._files import workflow_from_data
+
+        return workflow_from_data(data, plugin_manager)
+
+    def to_dict(self) -> dict[str, Any]:
+        """This workflow as a workflow file's contents; `from_dict` gives back an equal one.
+
+        Fields left at their defaults are omitted.
+
+        Raises:
+            ValueError: A step holds code (a callable ``condition``, a ``retry_on``) or a
+                parameter that is not plain data, which no file can hold.
+        """
+        from ._files import workflow_to_dict
+
+        return workflow_to_dict(self)
+
+    def to_file(self, path: str | os.PathLike[str]) -> None:
+        """Write this workflow to a ``.yaml``, ``.yml`` or ``.json`` file (see `to_dict`)."""
+        from ._files import save_workflow
+
+        save_workflow(self, path)
 
 
 def create_workflow(workflow_id: str, name: str = "") -> Workflow:
