@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import inspect
 import math
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -27,11 +26,9 @@ import sniffio
 
 from .._errors import PluginError, PluginErrorCode
 from . import _events as ev
-from ._binding import Binder, resolve
-from ._context import CancelFlag, StepContext
+from ._calls import StepCalls
 from ._dataflow import DataFlow, contribution
 from ._deadlines import Deadlines, Lane
-from ._executors import StepCall
 from ._model import ExecutionMode, StepStatus
 from ._records import (
     ExecutionStatus,
@@ -42,7 +39,6 @@ from ._records import (
     step_result,
 )
 from ._spec import StepSpec, WorkflowSpec
-from ._threads import run_in_thread
 
 if TYPE_CHECKING:
     from ._engine import AsyncPluginOrchestrator
@@ -50,9 +46,6 @@ if TYPE_CHECKING:
 __all__ = ["Execution"]
 
 _CHECKPOINT_EVERY = 16
-
-
-_Resolved = tuple[object, Callable[..., Any], Binder]
 
 
 def _as_plugin_error(exc: Exception, where: str) -> PluginError:
@@ -119,8 +112,7 @@ class Execution:
         self._cancel_requested: str | None = None
         self._scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
-        self._resolved: list[_Resolved | None] = [None] * len(spec.steps)
-        self._resolved_by_name: dict[tuple[str, str], _Resolved] = {}
+        self._calls = StepCalls(engine, spec, self.id, self._report)
         self._deadlines = Deadlines(self._now)
         self._log = engine._log.bind(workflow_id=spec.workflow_id, execution_id=self.id)
         self._debug = engine._debug_logging()
@@ -405,9 +397,9 @@ class Execution:
                 self._deadlines.arm(lane, now + timeout)
             error: Exception | None = None
             try:
-                call = self._start_call(index, step, inputs, attempt)
+                call = self._calls.start(index, step, inputs, attempt)
                 if isinstance(call, tuple):  # its plugin is not initialized yet
-                    call = self._initialize_then_call(call, index, step, inputs, attempt)
+                    call = self._calls.initialize_then_call(call, index, step, inputs, attempt)
                 result = await call
                 output = contribution(step.step_id, result)
             except Exception as exc:
@@ -482,87 +474,6 @@ class Execution:
         if self._now() + delay >= self._scope.deadline:
             return None  # the next attempt could not start before the workflow deadline
         return delay
-
-    def _start_call(
-        self, index: int, step: StepSpec, inputs: Mapping[str, Any], attempt: int
-    ) -> Awaitable[Any] | _Resolved:
-        """The awaitable that runs the step's method once, or, if its plugin has not
-        been initialized yet, the resolved method to initialize first."""
-        resolved = self._resolved[index]
-        if resolved is None:
-            key = (step.plugin_id, step.method_name)
-            resolved = self._resolved_by_name.get(key)
-            if resolved is None:
-                engine = self._engine
-                resolved = resolve(engine.plugin_manager, engine._binders, *key)
-                self._resolved_by_name[key] = resolved
-            self._resolved[index] = resolved
-        plugin, fn, binder = resolved
-        if id(plugin) not in self._engine._initialized:
-            return resolved
-        flag = None if binder.is_async and not binder.wants_context else CancelFlag()
-        context = None
-        if binder.wants_context:
-            assert flag is not None
-            context = StepContext._for_attempt(
-                execution_id=self.id,
-                workflow_id=self.spec.workflow_id,
-                step_id=step.step_id,
-                attempt=attempt,
-                inputs=inputs,
-                report=lambda fraction, message: self._report(index, fraction, message),
-                cancel=flag,
-            )
-        args, kwargs = binder.bind(inputs, context)
-        executor = step.executor or self._engine.default_executor
-        if executor is not None:  # a named executor runs the call (see _executors.py)
-            return self._engine._executors.get(executor).run(
-                StepCall(
-                    fn=fn,
-                    args=args,
-                    kwargs=kwargs,
-                    is_async=binder.is_async,
-                    context=context,
-                    workflow_id=self.spec.workflow_id,
-                    execution_id=self.id,
-                    step_id=step.step_id,
-                    plugin_id=step.plugin_id,
-                    method_name=step.method_name,
-                    attempt=attempt,
-                    timeout=step.timeout_seconds,
-                    on_cancel=None if flag is None else flag.set,
-                )
-            )
-        if binder.is_async:
-            awaitable: Awaitable[Any] = fn(*args, **kwargs)
-            return awaitable
-        assert flag is not None
-        return self._in_thread(fn, args, kwargs, flag)
-
-    async def _initialize_then_call(
-        self,
-        resolved: _Resolved,
-        index: int,
-        step: StepSpec,
-        inputs: Mapping[str, Any],
-        attempt: int,
-    ) -> Any:
-        await self._engine._ensure_initialized(step.plugin_id, resolved[0])
-        call = self._start_call(index, step, inputs, attempt)
-        assert not isinstance(call, tuple)
-        return await call
-
-    async def _in_thread(
-        self,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        flag: CancelFlag,
-    ) -> Any:
-        result = await run_in_thread(fn, args, kwargs, self._engine._thread_limiter, flag.set)
-        if inspect.isawaitable(result):  # a plain function that returned a coroutine
-            return await result
-        return result
 
     # -- step outcomes ---------------------------------------------------------------
 

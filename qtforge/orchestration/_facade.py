@@ -62,7 +62,8 @@ class PluginOrchestrator(WorkflowRegistry):
         plugin_manager: As for `AsyncPluginOrchestrator`.
         backend: The event loop the engine runs on: ``"asyncio"`` (default) or ``"trio"``.
         **options: The other `AsyncPluginOrchestrator` options (``max_concurrency``,
-            ``thread_limit``, ``retention``, ``retry_on``, ``event_buffer``, ``seed``).
+            ``thread_limit``, ``retention``, ``retry_on``, ``event_buffer``, ``seed``,
+            ``executors``, ``default_executor``).
 
     Call `close` (or use ``with``) when done. A script that does not still exits
     promptly: at interpreter exit, executions still running are cancelled and the
