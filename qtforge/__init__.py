@@ -7,6 +7,7 @@ Workflows are graphs of steps; each step calls a method of a registered plugin. 
 
 from . import executors as executors
 from . import orchestration as orchestration
+from . import store as store
 from ._errors import Expected as Expected
 from ._errors import PluginError as PluginError
 from ._errors import PluginErrorCode as PluginErrorCode
@@ -25,4 +26,5 @@ __all__ = [
     "create_orchestrator",
     "executors",
     "orchestration",
+    "store",
 ]

@@ -16,6 +16,7 @@ import qtforge
 import qtforge.executors
 import qtforge.orchestration
 import qtforge.orchestration.events
+import qtforge.store
 
 PUBLIC_NAMES: dict[types.ModuleType, list[str]] = {
     qtforge: [
@@ -28,6 +29,7 @@ PUBLIC_NAMES: dict[types.ModuleType, list[str]] = {
         "create_orchestrator",
         "executors",
         "orchestration",
+        "store",
     ],
     qtforge.executors: [
         "AsyncExecutor",
@@ -69,6 +71,14 @@ PUBLIC_NAMES: dict[types.ModuleType, list[str]] = {
         "WorkflowCompleted",
         "WorkflowFailed",
         "WorkflowStarted",
+    ],
+    qtforge.store: [
+        "ExecutionStore",
+        "JSONSerializer",
+        "MemoryStore",
+        "SQLiteStore",
+        "Serializer",
+        "StoreError",
     ],
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import random
 import time
 from collections import OrderedDict
@@ -17,11 +18,13 @@ import anyio.to_thread
 from .._errors import Expected, PluginError, PluginErrorCode
 from .._plugins import PluginManager
 from ._binding import BinderCache
+from ._durable import as_store, journal_new, resume, stored_results, stored_status
 from ._events import EventHub, EventStream
 from ._execution import Execution
 from ._executors import Executor, ExecutorSet
 from ._logging import get_logger, wants_debug
 from ._registry import WorkflowRegistry, check_id
+from ._store import ExecutionStore, StoreError
 from ._workflow import RetryPredicate
 
 __all__ = ["AsyncPluginOrchestrator"]
@@ -55,6 +58,11 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         default_executor: The executor for steps that name none (``step.executor``).
             ``None`` (the default): ``async def`` methods run on the event loop, plain
             ones in worker threads.
+        store: Where executions are recorded so that they outlive the process: a path
+            (a `SQLiteStore` file) or an `ExecutionStore`. ``None`` (the default): in
+            memory only, as long as `retention` allows. With a store, `resume_workflow`
+            continues an interrupted execution and status/results of stored ones can be
+            read by any process.
     """
 
     def __init__(
@@ -69,6 +77,7 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         seed: int | None = None,
         executors: Mapping[str, Executor] | None = None,
         default_executor: str | None = None,
+        store: str | os.PathLike[str] | ExecutionStore | None = None,
     ) -> None:
         super().__init__()
         if plugin_manager is not None and not isinstance(plugin_manager, PluginManager):
@@ -105,6 +114,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         self._thread_limiter: anyio.CapacityLimiter
         self._state = "new"  # -> open -> closed
         self._stopped: anyio.Event | None = None
+        self.store = as_store(store)
+        self._store_failure: PluginError | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -115,6 +126,11 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
             )
         self._thread_limiter = anyio.CapacityLimiter(self.thread_limit)
         self._executors.open(self._thread_limiter)
+        if self.store is not None:
+            try:
+                await self.store.open()
+            except StoreError as exc:  # reported by every call that needs the store
+                self._store_failure = exc
         self._task_group = anyio.create_task_group()
         await self._task_group.__aenter__()
         self._state = "open"
@@ -137,6 +153,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
             with anyio.CancelScope(shield=True):
                 await self._shutdown_plugins()
                 await self._executors.aclose()
+                if self.store is not None:
+                    await self.store.aclose()
 
     async def aclose(self) -> None:
         """Same as leaving ``async with``."""
@@ -188,6 +206,49 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         if spec is None:
             return Expected.fail(self._workflow_not_found(workflow_id))
         execution = Execution(self, spec, dict(initial_data or {}), time.time())
+        if self.store is not None:
+            problem = self._store_failure or await journal_new(self.store, execution)
+            if problem is not None:
+                return Expected.fail(problem)
+        return await self._start(execution, async_execution)
+
+    async def resume_workflow(
+        self, execution_id: str, async_execution: bool = False
+    ) -> Expected[str, PluginError]:
+        """Continue an execution that was interrupted (its process died), from the store.
+
+        Steps that completed are not run again: their stored results feed their
+        dependents. Steps that were running are run again (at least once: use
+        `StepContext.idempotency_key` to make their side effects safe), each attempt
+        recorded. Blocks like `execute_workflow` unless ``async_execution=True``.
+        ``NotFound`` for an unknown execution, ``InvalidState`` for one that has
+        finished or runs here, or without a store.
+        """
+        check_id("execution_id", execution_id)
+        await anyio.lowlevel.checkpoint()
+        if self._state != "open":
+            return Expected.fail(PluginErrorCode.InvalidState, f"the orchestrator is {self._state}")
+        if self.store is None:
+            return Expected.fail(
+                PluginErrorCode.InvalidState, "resume_workflow needs an orchestrator with a store"
+            )
+        if self._store_failure is not None:
+            return Expected.fail(self._store_failure)
+        known = self._executions.get(execution_id)
+        if known is not None and not known.finished:
+            return Expected.fail(
+                PluginErrorCode.InvalidState, f"execution {execution_id!r} is running here"
+            )
+        resumed = await resume(self, self.store, execution_id)
+        if not resumed:
+            return Expected.fail(resumed.error())
+        self._executions.pop(execution_id, None)
+        self._finished.pop(execution_id, None)
+        return await self._start(resumed.value(), async_execution)
+
+    async def _start(
+        self, execution: Execution, async_execution: bool
+    ) -> Expected[str, PluginError]:
         self._executions[execution.id] = execution
         if async_execution:
             assert self._task_group is not None
@@ -248,9 +309,58 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         return Expected.ok(None)
 
     async def get_workflow_status(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
-        """The status dictionary of an execution, running or finished. Checkpoint."""
+        """The status dictionary of an execution, running or finished (or, with a
+        store, recorded by any process). Checkpoint."""
         await anyio.lowlevel.checkpoint()
-        return self.status_now(execution_id)
+        found = self.status_now(execution_id)
+        if found or self.store is None:
+            return found
+        row = await self._stored(execution_id)
+        return found if row is None else Expected.ok(stored_status(row))
+
+    async def _stored(self, execution_id: str) -> dict[str, Any] | None:
+        if self.store is None or self._store_failure is not None or self._state != "open":
+            return None
+        return await self.store.load(execution_id)
+
+    async def find_executions(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> Expected[list[dict[str, Any]], PluginError]:
+        """Summaries of the executions in the store (with none: those still in memory),
+        oldest first, filtered by workflow, status and start time (``since`` inclusive,
+        ``until`` exclusive, seconds since the epoch). Checkpoint."""
+        await anyio.lowlevel.checkpoint()
+        if self.store is not None:
+            if self._store_failure is not None:
+                return Expected.fail(self._store_failure)
+            if self._state == "open":
+                found = await self.store.list_executions(
+                    workflow_id=workflow_id, status=status, since=since, until=until
+                )
+                return Expected.ok(found)
+        summaries = []
+        for execution in self._executions.values():
+            started = execution.created_at
+            if (
+                (workflow_id is None or execution.spec.workflow_id == workflow_id)
+                and (status is None or execution.status.value == status)
+                and (since is None or started >= since)
+                and (until is None or started < until)
+            ):
+                summaries.append(
+                    {
+                        "execution_id": execution.id,
+                        "workflow_id": execution.spec.workflow_id,
+                        "status": execution.status.value,
+                        "created_at": started,
+                    }
+                )
+        return Expected.ok(summaries)
 
     def status_now(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
         """`get_workflow_status` without the checkpoint; call it on the engine's loop."""
@@ -269,7 +379,17 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         await anyio.lowlevel.checkpoint()
         found = self._find(execution_id)
         if not found:
-            return Expected.fail(found.error())
+            row = await self._stored(execution_id)
+            if row is None:
+                return Expected.fail(found.error())
+            if row["finished_at"] is None:
+                return Expected.fail(
+                    PluginErrorCode.InvalidState,
+                    f"stored execution {execution_id!r} has not finished ({row['status']}): "
+                    "resume it with resume_workflow",
+                )
+            assert self.store is not None
+            return Expected.ok(stored_results(row, self.store))
         execution = found.value()
         if not execution.finished:
             return Expected.fail(

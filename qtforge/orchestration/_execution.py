@@ -39,6 +39,7 @@ from ._records import (
     step_result,
 )
 from ._spec import StepSpec, WorkflowSpec
+from ._store import Journal
 
 if TYPE_CHECKING:
     from ._engine import AsyncPluginOrchestrator
@@ -79,8 +80,9 @@ class Execution:
         spec: WorkflowSpec,
         initial_data: Mapping[str, Any],
         wall_now: float,
+        execution_id: str | None = None,
     ) -> None:
-        self.id = uuid.uuid4().hex
+        self.id = execution_id or uuid.uuid4().hex
         self.spec = spec
         self.initial_data = initial_data
         self.status = ExecutionStatus.Pending
@@ -91,6 +93,7 @@ class Execution:
         self.done = anyio.Event()
         self._now = _loop_clock()
         self.timeline = Timeline(self._now(), wall_now)
+        self.created_at = wall_now  # seconds since the epoch
         self.data: dict[str, Any] | None = None
 
         self._engine = engine
@@ -116,6 +119,28 @@ class Execution:
         self._deadlines = Deadlines(self._now)
         self._log = engine._log.bind(workflow_id=spec.workflow_id, execution_id=self.id)
         self._debug = engine._debug_logging()
+        self.journal: Journal | None = None  # set by the engine when it has a store
+
+    def restore(self, completed: Mapping[str, Any]) -> None:
+        """Resuming: take the steps in `completed` (step id -> stored result) as done,
+        their results feeding their dependents, before `run`."""
+        spec = self.spec
+        for index in spec.order:
+            step = spec.steps[index]
+            if step.step_id not in completed:
+                continue
+            result = completed[step.step_id]
+            self._flow.inputs(index)  # what it passes on to its dependents
+            self.records[index].result = result
+            self._flow.record(index, contribution(step.step_id, result))
+            self._counts[StepStatus.Completed] += 1
+            self._finished += 1
+            self.records[index].status = StepStatus.Completed
+            self._step_statuses[step.step_id] = StepStatus.Completed.value
+            for dependent in spec.dependents[index]:
+                self._waiting[dependent] -= 1
+                self._completed_deps[dependent] += 1
+            self._waiting[index] = -1  # never reaches 0 again: never made ready again
 
     # -- reading ---------------------------------------------------------------------
 
@@ -201,15 +226,28 @@ class Execution:
                     async with anyio.create_task_group() as workers:
                         self._task_group = workers
                         for index, waiting in enumerate(self._waiting):
-                            if not waiting:
+                            if not waiting:  # restored steps have -1
                                 self._ready.append(self.spec.position[index])
                         heapq.heapify(self._ready)
                         self._spawn_worker()
                     watching.cancel_scope.cancel()  # every step is settled
         except BaseException as exc:
             self._finish(interrupted=exc)
+            await self._settled()
             raise
         self._finish()
+        await self._settled()
+
+    async def _settled(self) -> None:
+        """The final status is known: write it to the store, then tell the waiters."""
+        try:
+            if self.journal is not None:
+                with anyio.CancelScope(shield=True):
+                    error = self.error
+                    await self.journal.finished(self.status.value, error, self.data)
+        finally:
+            self.done.set()
+            self._engine._execution_finished(self)
 
     def _finish(self, interrupted: BaseException | None = None) -> None:
         """Settle the final status; `interrupted` is what tore the execution down from
@@ -255,8 +293,6 @@ class Execution:
             fields = error_fields(self.error)
             self._emit(ev.WorkflowFailed, None, now, duration_ms=duration, **fields)
             self._log.warning("workflow.failed", duration_ms=duration, **fields)
-        self.done.set()
-        self._engine._execution_finished(self)
 
     # -- scheduling ------------------------------------------------------------------
 
@@ -393,6 +429,9 @@ class Execution:
                 self._emit(ev.StepStarted, index, now, attempt=attempt)
             if self._debug:
                 self._log.debug("step.started", step_id=step.step_id, attempt=attempt)
+            journal = self.journal
+            if journal is not None:
+                await journal.attempt_started(index, attempt)
             if timeout:
                 self._deadlines.arm(lane, now + timeout)
             error: Exception | None = None
@@ -407,6 +446,15 @@ class Execution:
             lane.key = 0  # disarmed: done in time
             if lane.timed_out:  # the deadline passed as the attempt was ending
                 return
+            if error is None and journal is not None:
+                try:
+                    blob = journal.encode(step.step_id, result)
+                except PluginError as unstorable:  # not retried: it would fail again
+                    lane.index = None
+                    journal.attempt_ended(index, attempt, "failed", unstorable)
+                    self._fail(index, step, unstorable)
+                    return
+                await journal.step_completed(index, attempt, blob)
             if error is None:
                 lane.index = None
                 self._complete(index, step, result, output)
@@ -443,6 +491,11 @@ class Execution:
         """Attempt `attempt` failed with `error`: announce a retry and return the wait
         before it, or settle the step as failed and return None."""
         delay = self._retry_delay(step, error, attempt)
+        if self.journal is not None:
+            timed_out = failure.code is PluginErrorCode.Timeout
+            self.journal.attempt_ended(
+                index, attempt, "timed_out" if timed_out else "failed", failure
+            )
         if delay is None:
             self._fail(index, step, failure)
             return None
@@ -489,6 +542,10 @@ class Execution:
             self._partial -= record.progress
         if status is StepStatus.Cancelled:
             self._emit(ev.StepCancelled, index, now, progress=self.progress())
+        if self.journal is not None and status is not StepStatus.Completed:
+            self.journal.step_ended(
+                index, status.value, record.attempts, record.error, record.reason
+            )
 
     def _complete(self, index: int, step: StepSpec, result: Any, output: Mapping[str, Any]) -> None:
         record = self.records[index]

@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
+from functools import partial
 from typing import Any, Self, TypeVar
 
 import anyio
@@ -63,7 +64,7 @@ class PluginOrchestrator(WorkflowRegistry):
         backend: The event loop the engine runs on: ``"asyncio"`` (default) or ``"trio"``.
         **options: The other `AsyncPluginOrchestrator` options (``max_concurrency``,
             ``thread_limit``, ``retention``, ``retry_on``, ``event_buffer``, ``seed``,
-            ``executors``, ``default_executor``).
+            ``executors``, ``default_executor``, ``store``).
 
     Call `close` (or use ``with``) when done. A script that does not still exits
     promptly: at interpreter exit, executions still running are cancelled and the
@@ -201,16 +202,35 @@ class PluginOrchestrator(WorkflowRegistry):
         return result
 
     def get_workflow_status(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
-        """The execution's status dictionary, while it runs and after."""
+        """The execution's status dictionary, while it runs and after (with a store,
+        of any stored execution too)."""
+        if self._engine.store is not None:
+            stored: Expected[dict[str, Any], PluginError] = self._call(
+                execution_id, self._engine.get_workflow_status, execution_id
+            )
+            return stored
         result: Expected[dict[str, Any], PluginError] = self._call(
             execution_id, self._engine.status_now, execution_id, start=False
+        )
+        return result
+
+    def resume_workflow(
+        self, execution_id: str, async_execution: bool = False
+    ) -> Expected[str, PluginError]:
+        """Continue an interrupted stored execution (see
+        `AsyncPluginOrchestrator.resume_workflow`); returns its execution id."""
+        result: Expected[str, PluginError] = self._call(
+            None, self._engine.resume_workflow, execution_id, async_execution
         )
         return result
 
     def get_workflow_results(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
         """The results of a finished execution; ``InvalidState`` while it runs."""
         result: Expected[dict[str, Any], PluginError] = self._call(
-            execution_id, self._engine.get_workflow_results, execution_id, start=False
+            execution_id,
+            self._engine.get_workflow_results,
+            execution_id,
+            start=self._engine.store is not None,
         )
         return result
 
@@ -222,12 +242,39 @@ class PluginOrchestrator(WorkflowRegistry):
         )
         return result
 
-    def list_executions(self) -> list[str]:
-        """Ids of running and retained finished executions."""
-        if self._running_thread(start=False) is None:
+    def list_executions(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[str]:
+        """Ids of running and retained finished executions, oldest first; with a store,
+        of every stored execution. Filters: workflow id, status, and start time
+        (``since`` inclusive, ``until`` exclusive, seconds since the epoch)."""
+        store = self._engine.store is not None
+        filtered = (workflow_id, status, since, until) != (None, None, None, None)
+        if not store and not filtered:
+            if self._running_thread(start=False) is None:
+                return []
+            ids: list[str] = self._call(None, self._engine.list_executions)
+            return ids
+        if not store and self._running_thread(start=False) is None:
             return []
-        result: list[str] = self._call(None, self._engine.list_executions)
-        return result
+        found: Expected[list[dict[str, Any]], PluginError] = self._call(
+            None,
+            partial(
+                self._engine.find_executions,
+                workflow_id=workflow_id,
+                status=status,
+                since=since,
+                until=until,
+            ),
+        )
+        if not found:
+            raise found.error()
+        return [summary["execution_id"] for summary in found.value()]
 
 
 class _PortalCall:

@@ -1,0 +1,237 @@
+"""The execution store interface, result serializers, and the per-execution journal.
+
+A store keeps what an execution did so that it can be read back by another process and
+resumed after a crash. The engine talks to it through a `Journal`, one per execution:
+writes that must be durable before the engine moves on (an attempt starts, a step
+completes, the execution ends) are awaited, each one transaction run in a worker
+thread and shielded from cancellation; the others (a step failed, was skipped or
+cancelled, an attempt failed) are queued and committed with the next awaited write.
+Without a store the engine keeps no journal at all, so the default path costs nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from .._errors import PluginError, PluginErrorCode
+
+__all__ = [
+    "ExecutionStore",
+    "JSONSerializer",
+    "Journal",
+    "Serializer",
+    "StoreError",
+    "crash_point",
+]
+
+# Test hook: ``QTFORGE_CRASH_AT=point`` or ``point:n`` SIGKILLs this process the n-th
+# time (default 1st) the store passes `point`. Read once, at import.
+_CRASH_AT = os.environ.get("QTFORGE_CRASH_AT", "")
+_crash_hits: dict[str, int] = {}
+
+
+def crash_point(name: str) -> None:
+    """Kill this process with SIGKILL if ``QTFORGE_CRASH_AT`` names this point (tests)."""
+    if not _CRASH_AT:
+        return
+    point, _, nth = _CRASH_AT.partition(":")
+    if point != name:
+        return
+    _crash_hits[name] = hits = _crash_hits.get(name, 0) + 1
+    if hits == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class StoreError(PluginError):
+    """The store cannot be used: not a qtforge database, a newer schema, locked, ..."""
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns step results into bytes and back; it must raise on what it cannot store."""
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+class JSONSerializer:
+    """The default serializer: strict JSON (no NaN), UTF-8."""
+
+    def dumps(self, value: Any) -> bytes:
+        return json.dumps(value, allow_nan=False, separators=(",", ":")).encode()
+
+    def loads(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+# A change: (kind, fields). Kinds: "attempt_started", "attempt_ended", "step_completed",
+# "step_ended", "event", "execution_finished". Stores apply a batch in one transaction.
+Change = tuple[str, dict[str, Any]]
+
+
+class ExecutionStore:
+    """The store interface. Subclass it to keep executions elsewhere (`SQLiteStore`).
+
+    Every method is a coroutine; `write` must apply all `changes` atomically, and must
+    not be interrupted by cancellation once started.
+    """
+
+    serializer: Serializer
+    # True: an attempt's start is committed before the step runs (an attempt cut short
+    # by a crash stays on record, as ``abandoned``); False: it is committed with the
+    # step's outcome, one transaction per step instead of two.
+    commit_attempt_starts: bool = True
+
+    async def open(self) -> None:
+        """Open or create the store. Raises `StoreError`."""
+
+    async def aclose(self) -> None:
+        """Close the store; idempotent."""
+
+    async def create_execution(self, row: Mapping[str, Any]) -> None:
+        """Record a new execution (its id, workflow, snapshot, initial data, ...)."""
+        raise NotImplementedError
+
+    async def write(self, changes: Sequence[Change]) -> None:
+        """Apply `changes` in one transaction."""
+        raise NotImplementedError
+
+    async def claim(self, execution_id: str) -> dict[str, Any]:
+        """Take an interrupted execution over for resuming: mark its open attempts
+        abandoned, set it running, and return it as `load` does. Raises `StoreError`."""
+        raise NotImplementedError
+
+    async def load(self, execution_id: str) -> dict[str, Any] | None:
+        """An execution's row with its ``steps`` (by step id) and ``attempts``, or None."""
+        raise NotImplementedError
+
+    async def events(self, execution_id: str) -> list[dict[str, Any]]:
+        """The execution's event log, in order."""
+        raise NotImplementedError
+
+    async def list_executions(
+        self,
+        *,
+        workflow_id: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[dict[str, Any]]:
+        """Summaries of the stored executions, oldest first, filtered (times: epoch s)."""
+        raise NotImplementedError
+
+
+class Journal:
+    """What one execution writes to the store; used only on the engine's loop."""
+
+    __slots__ = ("_base", "_pending", "_step_ids", "execution_id", "serializer", "store")
+
+    def __init__(
+        self,
+        store: ExecutionStore,
+        execution_id: str,
+        step_ids: Sequence[str],
+        attempt_base: Mapping[str, int] | None = None,
+    ) -> None:
+        self.store = store
+        self.serializer = store.serializer
+        self.execution_id = execution_id
+        self._step_ids = step_ids
+        self._base = dict(attempt_base or {})
+        self._pending: list[Change] = []
+
+    def attempt_number(self, index: int, attempt: int) -> int:
+        """The stored number of the execution-local `attempt` (resumes continue it)."""
+        return self._base.get(self._step_ids[index], 0) + attempt
+
+    def _change(self, kind: str, index: int | None, **fields: Any) -> Change:
+        fields["execution_id"] = self.execution_id
+        fields["step_id"] = None if index is None else self._step_ids[index]
+        fields["ts"] = time.time()
+        return (kind, fields)
+
+    async def _flush(self, *changes: Change) -> None:
+        batch, self._pending = self._pending, []
+        batch.extend(changes)
+        await self.store.write(batch)
+
+    async def attempt_started(self, index: int, attempt: int) -> None:
+        number = self.attempt_number(index, attempt)
+        key = f"{self.execution_id}/{self._step_ids[index]}"
+        change = self._change("attempt_started", index, attempt=number, key=key)
+        if self.store.commit_attempt_starts:
+            await self._flush(change)
+        else:
+            self._pending.append(change)
+        crash_point("attempt_started")
+
+    def encode(self, step_id: str, result: Any) -> bytes:
+        """`result` serialized; a `PluginError` naming the step if it cannot be."""
+        try:
+            return self.serializer.dumps(result)
+        except Exception as exc:
+            raise PluginError(
+                PluginErrorCode.InvalidArgument,
+                f"step {step_id!r}: its result cannot be stored by "
+                f"{type(self.serializer).__name__}: {type(exc).__name__}: {exc}",
+                repr(exc),
+            ) from exc
+
+    async def step_completed(self, index: int, attempt: int, blob: bytes) -> None:
+        number = self.attempt_number(index, attempt)
+        await self._flush(self._change("step_completed", index, attempt=number, result=blob))
+        crash_point("step_completed")
+
+    def attempt_ended(self, index: int, attempt: int, outcome: str, error: PluginError) -> None:
+        number = self.attempt_number(index, attempt)
+        self._pending.append(
+            self._change(
+                "attempt_ended", index, attempt=number, outcome=outcome, error=_text(error)
+            )
+        )
+
+    def step_ended(
+        self,
+        index: int,
+        status: str,
+        attempts: int,
+        error: PluginError | None,
+        reason: str | None,
+    ) -> None:
+        self._pending.append(
+            self._change(
+                "step_ended",
+                index,
+                status=status,
+                attempts=self._base.get(self._step_ids[index], 0) + attempts,
+                error=_text(error),
+                error_code=None if error is None else error.code.name,
+                reason=reason,
+            )
+        )
+
+    async def finished(self, status: str, error: PluginError | None, data: Any) -> None:
+        try:
+            blob: bytes | None = self.serializer.dumps(data)
+        except Exception:
+            blob = None
+        await self._flush(
+            self._change(
+                "execution_finished",
+                None,
+                status=status,
+                error=_text(error),
+                error_code=None if error is None else error.code.name,
+                data=blob,
+            )
+        )
+
+
+def _text(error: PluginError | None) -> str | None:
+    return None if error is None else (error.message or str(error))

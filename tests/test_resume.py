@@ -1,0 +1,195 @@
+"""Resuming stored executions, and crash tests: SIGKILL a child at named points."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qtforge import PluginManager
+from qtforge.orchestration import PluginOrchestrator, StepContext, Workflow, WorkflowStep
+
+STEPS = 6
+
+CHILD = r"""
+import json, os, signal, sys
+from qtforge import PluginManager
+from qtforge.orchestration import PluginOrchestrator, StepContext, Workflow, WorkflowStep
+
+db, log, backend, command = sys.argv[1:5]
+
+class Steps:
+    plugin_id = "steps"
+
+    async def inc(self, value: int, context: StepContext) -> dict:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        os.write(fd, f"{context.step_id} {context.idempotency_key}\n".encode())
+        os.close(fd)
+        if os.environ.get("KILL_IN_STEP") == context.step_id:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"value": value + 1, context.step_id: value}
+
+manager = PluginManager()
+manager.register_plugin(Steps()).value()
+workflow = Workflow("crashy")
+for i in range(int(os.environ["STEPS"])):
+    deps = [f"s{i - 1}"] if i else []
+    workflow.add_step(WorkflowStep(f"s{i}", "steps", "inc", dependencies=deps))
+with PluginOrchestrator(manager, backend=backend, store=db) as orchestrator:
+    if command == "start":
+        orchestrator.register_workflow(workflow).value()
+        eid = orchestrator.execute_workflow("crashy", {"value": 0}).value()
+    else:
+        eid = orchestrator.resume_workflow(command).value()
+    print(json.dumps(orchestrator.get_workflow_results(eid).value()["data"]))
+"""
+
+
+def child(
+    db: Path, log: Path, backend: str, command: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run the child orchestrator; `env` adds crash settings."""
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(db), str(log), backend, command],
+        env={**os.environ, "STEPS": str(STEPS), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def uninterrupted_data() -> dict[str, Any]:
+    """The final data of the same workflow run in memory, without a store."""
+
+    class Steps:
+        plugin_id = "steps"
+
+        async def inc(self, value: int, context: StepContext) -> dict[str, int]:
+            return {"value": value + 1, context.step_id: value}
+
+    manager = PluginManager()
+    manager.register_plugin(Steps()).value()
+    workflow = Workflow("crashy")
+    for i in range(STEPS):
+        deps = [f"s{i - 1}"] if i else []
+        workflow.add_step(WorkflowStep(f"s{i}", "steps", "inc", dependencies=deps))
+    with PluginOrchestrator(manager) as orchestrator:
+        orchestrator.register_workflow(workflow).value()
+        eid = orchestrator.execute_workflow("crashy", {"value": 0}).value()
+        data: dict[str, Any] = orchestrator.get_workflow_results(eid).value()["data"]
+    return data
+
+
+# Each point: (crash env, steps the store had completed at the kill, step run twice).
+# Transactions are numbered from 1: the execution's creation, then per step one for its
+# attempt's start and one for its completion.
+POINTS = {
+    "between_steps": ({"QTFORGE_CRASH_AT": "step_completed:2"}, 2, None),
+    "during_step": ({"QTFORGE_CRASH_AT": "attempt_started:3"}, 2, None),
+    "during_commit": ({"QTFORGE_CRASH_AT": "in_commit:7"}, 2, "s2"),
+    "after_side_effect": ({"KILL_IN_STEP": "s4"}, 4, "s4"),
+}
+
+
+@pytest.mark.parametrize(
+    ("point", "backends"),
+    [
+        ("between_steps", ("asyncio", "trio")),
+        ("during_step", ("trio", "asyncio")),
+        ("during_commit", ("asyncio", "asyncio")),
+        ("after_side_effect", ("trio", "trio")),
+    ],
+)
+def test_killed_execution_resumes_without_rerunning_completed_steps(
+    tmp_path: Path, point: str, backends: tuple[str, str]
+) -> None:
+    """After a SIGKILL at `point`, resume finishes the run: completed steps never re-run,
+    every step completes exactly once in the record, and the data is an unbroken run's."""
+    env, completed_at_kill, rerun = POINTS[point]
+    db, log = tmp_path / "runs.db", tmp_path / "side_effects.log"
+    killed = child(db, log, backends[0], "start", **env)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    (eid, status), = query(db, "SELECT execution_id, status FROM executions")  # fmt: skip
+    assert status == "running"
+    done_before = {
+        step for (step,) in query(db, "SELECT step_id FROM step_runs WHERE status = 'completed'")
+    }
+    assert len(done_before) == completed_at_kill
+
+    with PluginOrchestrator(PluginManager(), store=db) as reader:  # another process's view
+        assert reader.list_executions(status="running") == [eid]
+        assert reader.get_workflow_status(eid).value()["completed_steps"] == completed_at_kill
+
+    resumed = child(db, log, backends[1], eid)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout) == uninterrupted_data()
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    assert query(db, "SELECT status, resumes FROM executions") == [("completed", 1)]
+
+    runs = [line.split() for line in log.read_text().splitlines()]
+    ran = [step for step, _ in runs]
+    assert {key for _, key in runs} == {f"{eid}/s{i}" for i in range(STEPS)}
+    for step in done_before:
+        assert ran.count(step) == 1, f"completed step {step} ran again"
+    expected_twice = {rerun} if rerun else set()
+    assert {step for step in ran if ran.count(step) > 1} == expected_twice
+    completions = query(
+        db, "SELECT step_id, count(*) FROM events WHERE type = 'StepCompleted' GROUP BY step_id"
+    )
+    assert sorted(completions) == [(f"s{i}", 1) for i in range(STEPS)]
+    abandoned = query(db, "SELECT step_id FROM step_attempts WHERE status = 'abandoned'")
+    if point == "between_steps":
+        assert abandoned == []
+    else:  # the interrupted attempt is on record, and its step's next attempt followed it
+        (step,), = abandoned  # fmt: skip
+        assert query(
+            db, f"SELECT attempt, status FROM step_attempts WHERE step_id = '{step}' ORDER BY 1"
+        ) == [(1, "abandoned"), (2, "succeeded")]
+
+
+def test_resume_in_process_feeds_stored_results_to_dependents(tmp_path: Path) -> None:
+    """An interrupted run resumed by the sync facade passes stored results downstream and
+    runs only the steps that had not completed."""
+    db, log = tmp_path / "runs.db", tmp_path / "side_effects.log"
+    killed = child(db, log, "asyncio", "start", QTFORGE_CRASH_AT="step_completed:3")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    (eid,), = query(db, "SELECT execution_id FROM executions")  # fmt: skip
+    calls: list[tuple[str, int]] = []
+
+    class Steps:
+        plugin_id = "steps"
+
+        def inc(self, value: int, context: StepContext) -> dict[str, int]:
+            calls.append((context.step_id, value))
+            return {"value": value + 1, context.step_id: value}
+
+    manager = PluginManager()
+    manager.register_plugin(Steps()).value()
+    with PluginOrchestrator(manager, store=db) as orchestrator:
+        assert orchestrator.resume_workflow(eid).value() == eid
+        results = orchestrator.get_workflow_results(eid).value()
+        again = orchestrator.resume_workflow(eid)
+    assert calls == [("s3", 3), ("s4", 4), ("s5", 5)]
+    assert results["data"] == uninterrupted_data()
+    assert results["steps"]["s0"]["status"] == "completed"
+    assert results["steps"]["s0"]["attempts"] == 1
+    assert results["steps"]["s3"]["attempts"] == 1
+    assert not again
+    assert "already finished" in again.error().message
