@@ -13,7 +13,7 @@ sends back one pickled outcome, never an exception the transport would have to c
     ("unloadable", "ModuleNotFoundError: ...")       the envelope could not be unpickled
     ("unpicklable", type name, "TypeError: ...")     the result could not be pickled
 
-A `StepContext` argument travels as a stub and becomes a fresh context in the worker:
+A `StepContext` argument travels as a plain copy and becomes a fresh context in the worker:
 the same ids, attempt and inputs, but progress reports stay in the worker and
 `StepContext.cancelled` never turns true there (a cancelled call is killed or
 abandoned instead).
@@ -46,7 +46,7 @@ class RemoteTraceback(Exception):
 
 
 @attrs.frozen
-class _ContextStub:
+class _ContextCopy:
     execution_id: str
     workflow_id: str
     step_id: str
@@ -76,15 +76,15 @@ def pack(call: StepCall, dumps: Dumps, executor: str) -> bytes:
     args, kwargs = call.args, call.kwargs
     context = call.context
     if context is not None:
-        stub = _ContextStub(
+        copied = _ContextCopy(
             context.execution_id,
             context.workflow_id,
             context.step_id,
             context.attempt,
             dict(context.inputs),
         )
-        args = tuple(stub if value is context else value for value in args)
-        kwargs = {name: stub if value is context else value for name, value in kwargs.items()}
+        args = tuple(copied if value is context else value for value in args)
+        kwargs = {name: copied if value is context else value for name, value in kwargs.items()}
     cloud = dumps is not pickle.dumps
     envelope = (call.fn, args, kwargs, call.is_async, cloud)
     try:
@@ -205,9 +205,9 @@ def run_shipped(payload: bytes) -> bytes:
     except BaseException as exc:  # whatever it is, the engine must hear of it
         return pickle.dumps(("unloadable", f"{type(exc).__name__}: {exc}"))
     dumps = _cloud_dumps() if cloud else pickle.dumps
-    args = tuple(value.build() if isinstance(value, _ContextStub) else value for value in args)
+    args = tuple(value.build() if isinstance(value, _ContextCopy) else value for value in args)
     for name, value in kwargs.items():
-        if isinstance(value, _ContextStub):
+        if isinstance(value, _ContextCopy):
             kwargs[name] = value.build()
     try:
         if is_async:
