@@ -56,6 +56,9 @@ PUBLIC_NAMES: dict[types.ModuleType, list[str]] = {
         "events",
     ],
     qtforge.orchestration.events: [
+        "CompensationCompleted",
+        "CompensationFailed",
+        "CompensationStarted",
         "Event",
         "EventStream",
         "EventsDropped",

@@ -74,6 +74,19 @@ class DataFlow:
         parameters = spec.steps[index].parameters
         return ChainMap(parameters, upstream) if parameters else upstream  # type: ignore[arg-type]
 
+    def replay_inputs(self, index: int) -> Mapping[str, Any]:
+        """The input mapping step `index` had, recomputed from the recorded outputs
+        (for its compensation; `inputs` may be called only once per step)."""
+        spec = self._spec
+        if spec.mode is ExecutionMode.Pipeline:
+            upstream: Mapping[str, Any] = self._direct(index)
+        elif spec.deps[index]:
+            upstream = self._initial.update(self._merge(self._ancestors(index)))
+        else:
+            upstream = self._initial
+        parameters = spec.steps[index].parameters
+        return ChainMap(parameters, upstream) if parameters else upstream  # type: ignore[arg-type]
+
     def _upstream(self, index: int) -> immutables.Map[str, Any]:
         deps = self._spec.deps[index]
         if not deps:

@@ -215,19 +215,31 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
     async def resume_workflow(
         self, execution_id: str, async_execution: bool = False
     ) -> Expected[str, PluginError]:
-        """Continue an execution that was interrupted (its process died), from the store.
+        """Continue an execution that was paused (`pause_workflow`), or one that was
+        interrupted (its process died), from the store.
 
         Steps that completed are not run again: their stored results feed their
         dependents. Steps that were running are run again (at least once: use
         `StepContext.idempotency_key` to make their side effects safe), each attempt
         recorded. Blocks like `execute_workflow` unless ``async_execution=True``.
         ``NotFound`` for an unknown execution, ``InvalidState`` for one that has
-        finished or runs here, or without a store.
+        finished or runs here (not paused), or, for a stored one, without a store.
         """
         check_id("execution_id", execution_id)
         await anyio.lowlevel.checkpoint()
         if self._state != "open":
             return Expected.fail(PluginErrorCode.InvalidState, f"the orchestrator is {self._state}")
+        live = self._executions.get(execution_id)
+        if live is not None and live.pause_requested and not live.finished:
+            if live.cancel_requested:
+                return Expected.fail(
+                    PluginErrorCode.InvalidState,
+                    f"execution {execution_id!r} is being cancelled",
+                )
+            live.resume()
+            if not async_execution:
+                await live.done.wait()
+            return Expected.ok(execution_id)
         if self.store is None:
             return Expected.fail(
                 PluginErrorCode.InvalidState, "resume_workflow needs an orchestrator with a store"
@@ -306,6 +318,39 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
                 f"execution {execution_id!r} is already being cancelled",
             )
         execution.cancel("cancelled by request")
+        return Expected.ok(None)
+
+    async def pause_workflow(self, execution_id: str) -> Expected[None, PluginError]:
+        """Pause a pending or running execution: no new step starts.
+
+        Checkpoint. It returns once the pause is requested; steps already running (with
+        their retries) go on to their outcome, and the status reads ``paused`` once none
+        runs. `resume_workflow` continues it, `cancel_workflow` ends it ``cancelled``;
+        the workflow timeout keeps running while paused. An execution whose last
+        running step finishes while the pause is requested simply finishes.
+        ``NotFound`` for an unknown execution, ``InvalidState`` if it has finished, is
+        being cancelled, or is already paused.
+        """
+        await anyio.lowlevel.checkpoint()
+        found = self._find(execution_id)
+        if not found:
+            return Expected.fail(found.error())
+        execution = found.value()
+        if execution.finished:
+            return Expected.fail(
+                PluginErrorCode.InvalidState,
+                f"execution {execution_id!r} has already finished ({execution.status.value})",
+            )
+        if execution.cancel_requested:
+            return Expected.fail(
+                PluginErrorCode.InvalidState,
+                f"execution {execution_id!r} is being cancelled",
+            )
+        if execution.pause_requested:
+            return Expected.fail(
+                PluginErrorCode.InvalidState, f"execution {execution_id!r} is already paused"
+            )
+        execution.pause()
         return Expected.ok(None)
 
     async def get_workflow_status(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:

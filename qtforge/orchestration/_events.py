@@ -18,6 +18,9 @@ import anyio.lowlevel
 import attrs
 
 __all__ = [
+    "CompensationCompleted",
+    "CompensationFailed",
+    "CompensationStarted",
     "Event",
     "EventHub",
     "EventStream",
@@ -123,6 +126,33 @@ class StepSkipped(StepFinished):
 @attrs.frozen(kw_only=True)
 class StepCancelled(StepFinished):
     kind: ClassVar[str] = "step.cancelled"
+
+
+@attrs.frozen(kw_only=True)
+class CompensationStarted(Event):
+    """Attempt `attempt` of the rollback step of completed step `step_id` started."""
+
+    kind: ClassVar[str] = "compensation.started"
+    attempt: int
+
+
+@attrs.frozen(kw_only=True)
+class CompensationCompleted(Event):
+    """The rollback step of `step_id` succeeded."""
+
+    kind: ClassVar[str] = "compensation.completed"
+    attempt: int
+    duration_ms: float
+
+
+@attrs.frozen(kw_only=True)
+class CompensationFailed(Event):
+    """The rollback step of `step_id` failed for good (after its retries)."""
+
+    kind: ClassVar[str] = "compensation.failed"
+    attempt: int
+    error: str
+    error_code: str
 
 
 @attrs.frozen(kw_only=True)

@@ -9,6 +9,11 @@ that the execution's watchdog cancels when an attempt outlives its timeout (see
 ``_deadlines.py``); the worker then settles that attempt and opens a fresh lane, and
 retries wait outside it. Step failures are recorded as outcomes, so the execution's
 task group only ever sees cancellation and bugs.
+
+A paused execution's workers take no more steps and leave once their steps end; the
+execution then waits, ``paused``, with the ready steps still in the heap, and resuming
+spawns a worker again. A failed or cancelled execution runs its compensations (see
+``_compensation.py``) before its final event.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import sniffio
 from .._errors import PluginError, PluginErrorCode
 from . import _events as ev
 from ._calls import StepCalls
+from ._compensation import Compensator
 from ._dataflow import DataFlow, contribution
 from ._deadlines import Deadlines, Lane
 from ._model import ExecutionMode, StepStatus
@@ -55,6 +61,10 @@ def _as_plugin_error(exc: Exception, where: str) -> PluginError:
     return PluginError(
         PluginErrorCode.ExecutionFailed, f"{where} raised {type(exc).__name__}: {exc}", repr(exc)
     )
+
+
+def _no_progress(_index: int, _fraction: float, _message: str | None) -> None:
+    """Progress reported by a rollback step is not counted."""
 
 
 def _loop_clock() -> Callable[[], float]:
@@ -112,6 +122,9 @@ class Execution:
         self._workers = 0
         self._idle = 0
         self._stopping = False
+        self._pausing = False  # no new step starts; see `pause`
+        self._halted = False  # stopping or pausing: what the workers' loop reads
+        self._unpaused: anyio.Event | None = None
         self._cancel_requested: str | None = None
         self._scope: anyio.CancelScope | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -120,6 +133,7 @@ class Execution:
         self._log = engine._log.bind(workflow_id=spec.workflow_id, execution_id=self.id)
         self._debug = engine._debug_logging()
         self.journal: Journal | None = None  # set by the engine when it has a store
+        self._compensator: Compensator | None = None
 
     def restore(self, completed: Mapping[str, Any]) -> None:
         """Resuming: take the steps in `completed` (step id -> stored result) as done,
@@ -152,6 +166,10 @@ class Execution:
     def cancel_requested(self) -> bool:
         return self._cancel_requested is not None
 
+    @property
+    def pause_requested(self) -> bool:
+        return self._pausing
+
     def progress(self) -> float:
         """Percent of steps finished, counting running steps' reported progress."""
         return round(100.0 * (self._finished + self._partial) / len(self.records), 2)
@@ -177,7 +195,15 @@ class Execution:
             "started_at": self.timeline.iso(self.started_at),
             "finished_at": self.timeline.iso(self.finished_at),
             **error_fields(self.error),
+            **self._compensations(lambda compensator: compensator.statuses()),
         }
+
+    def _compensations(self, view: Callable[[Compensator], Any]) -> dict[str, Any]:
+        """``{"compensations": ...}`` for a workflow with rollback steps, else nothing."""
+        if not self.spec.rollbacks:
+            return {}
+        compensator = self._compensator
+        return {"compensations": {} if compensator is None else view(compensator)}
 
     def results_dict(self) -> dict[str, Any]:
         """`get_workflow_results`'s dictionary (SPEC 4); only once finished."""
@@ -195,6 +221,7 @@ class Execution:
                 step.step_id: step_result(record, timeline)
                 for step, record in zip(self.spec.steps, self.records, strict=True)
             },
+            **self._compensations(lambda compensator: compensator.results()),
         }
 
     # -- control ---------------------------------------------------------------------
@@ -205,6 +232,21 @@ class Execution:
             self._cancel_requested = reason
         if self._scope is not None:
             self._scope.cancel()
+
+    def pause(self) -> None:
+        """Start no new step; running steps (and their retries) go on to their outcome,
+        and the execution is ``paused`` once none runs."""
+        self._pausing = self._halted = True
+        if self._unpaused is None:
+            self._unpaused = anyio.Event()
+
+    def resume(self) -> None:
+        """Undo `pause`: the ready steps start again."""
+        self._pausing = False
+        self._halted = self._stopping
+        if self._unpaused is not None:
+            self._unpaused.set()
+            self._unpaused = None
 
     async def run(self) -> None:
         """Run to the end. Checkpoint; records every outcome, raises only cancellation
@@ -223,20 +265,63 @@ class Execution:
                 async with anyio.create_task_group() as watching:
                     if any(step.timeout_seconds for step in self.spec.steps):
                         watching.start_soon(self._deadlines.watch)
-                    async with anyio.create_task_group() as workers:
-                        self._task_group = workers
-                        for index, waiting in enumerate(self._waiting):
-                            if not waiting:  # restored steps have -1
-                                self._ready.append(self.spec.position[index])
-                        heapq.heapify(self._ready)
-                        self._spawn_worker()
+                    for index, waiting in enumerate(self._waiting):
+                        if not waiting:  # restored steps have -1
+                            self._ready.append(self.spec.position[index])
+                    heapq.heapify(self._ready)
+                    while True:
+                        async with anyio.create_task_group() as workers:
+                            self._task_group = workers
+                            self._spawn_worker()
+                        if self._stopping or not self._ready:
+                            break
+                        await self._paused()  # the workers left ready steps: paused
                     watching.cancel_scope.cancel()  # every step is settled
         except BaseException as exc:
             self._finish(interrupted=exc)
-            await self._settled()
+            await self._conclude()
             raise
         self._finish()
-        await self._settled()
+        await self._conclude()
+
+    async def _conclude(self) -> None:
+        """The status is settled: compensate if need be, then announce and record it."""
+        try:
+            await self._compensate()
+        finally:
+            self._announce()
+            await self._settled()
+
+    async def _compensate(self) -> None:
+        """A failed or cancelled execution runs its rollback steps (``_compensation.py``)."""
+        if not self.spec.rollbacks or self.status is ExecutionStatus.Completed:
+            return
+        calls = StepCalls(self._engine, self.spec, self.id, _no_progress)
+        engine = self._engine
+        self._compensator = Compensator(
+            calls,
+            self.spec,
+            self._flow,
+            self.records,
+            engine.retry_on,
+            engine._rng,
+            self._now,
+            self._emit,
+        )
+        await self._compensator.run()
+
+    async def _paused(self) -> None:
+        """Nothing runs and no step may start: wait (as ``paused``) for `resume`."""
+        unpaused = self._unpaused
+        if unpaused is None:  # resumed as the last step was ending
+            return
+        self.status = ExecutionStatus.Paused
+        self._log.info("workflow.paused")
+        try:
+            await unpaused.wait()
+        finally:
+            self.status = ExecutionStatus.Running
+        self._log.info("workflow.resumed")
 
     async def _settled(self) -> None:
         """The final status is known: write it to the store, then tell the waiters."""
@@ -280,6 +365,10 @@ class Execution:
             if not record.status.is_finished:
                 self._end_step(index, StepStatus.Cancelled, now)
         self.data = self._flow.final_data()
+
+    def _announce(self) -> None:
+        """The execution is over (compensations too): publish its final event."""
+        now = self._now()
         self.finished_at = now
         duration = duration_ms(self.started_at, now) or 0.0
         if self.status is ExecutionStatus.Completed:
@@ -330,7 +419,7 @@ class Execution:
         order = self.spec.order
         ready = self._ready
         ran = 0
-        while ready and not self._stopping:
+        while ready and not self._halted:
             index = order[heapq.heappop(ready)]
             if ready and not self._idle and self._workers < self._max_workers:
                 self._spawn_worker()
@@ -347,7 +436,7 @@ class Execution:
 
     def _stop(self) -> None:
         """A critical step failed: start nothing more, cancel what runs."""
-        self._stopping = True
+        self._stopping = self._halted = True
         assert self._task_group is not None
         self._task_group.cancel_scope.cancel()
 

@@ -201,6 +201,14 @@ class PluginOrchestrator(WorkflowRegistry):
         )
         return result
 
+    def pause_workflow(self, execution_id: str) -> Expected[None, PluginError]:
+        """Pause a running execution (see `AsyncPluginOrchestrator.pause_workflow`);
+        `resume_workflow` continues it."""
+        result: Expected[None, PluginError] = self._call(
+            execution_id, self._engine.pause_workflow, execution_id, start=False
+        )
+        return result
+
     def get_workflow_status(self, execution_id: str) -> Expected[dict[str, Any], PluginError]:
         """The execution's status dictionary, while it runs and after (with a store,
         of any stored execution too)."""
@@ -217,7 +225,7 @@ class PluginOrchestrator(WorkflowRegistry):
     def resume_workflow(
         self, execution_id: str, async_execution: bool = False
     ) -> Expected[str, PluginError]:
-        """Continue an interrupted stored execution (see
+        """Continue a paused execution, or an interrupted stored one (see
         `AsyncPluginOrchestrator.resume_workflow`); returns its execution id."""
         result: Expected[str, PluginError] = self._call(
             None, self._engine.resume_workflow, execution_id, async_execution

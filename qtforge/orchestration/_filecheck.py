@@ -193,6 +193,16 @@ def check_graph(report: Report) -> None:
         deps.append(tuple(own))
     if len(deps) == len(index):
         _check_cycles(report, list(index.items()), deps, dependents)
+    for step_id, step in _rollbacks(report.data):
+        if step_id not in index:
+            report.add(
+                ("rollback_steps", step_id),
+                f"rollback step for {step_id!r}, which is not a step"
+                f"{suggest(step_id, list(index))}",
+            )
+        for key in ("dependencies", "condition"):
+            if step.get(key):
+                report.add(("rollback_steps", step_id, key), f"a rollback step has no {key}")
     for i, step in _steps(report.data):
         condition = step.get("condition")
         if isinstance(condition, str):
@@ -239,24 +249,38 @@ def build_workflow(report: Report) -> Workflow | None:
     ):
         if key in data and not report.has_problem_under((key,)):
             _apply(report, (key,), setter, data[key])
-    fields = step_file_fields()
     for i, step in _steps(data):
-        required = ("id", "plugin", "method")
-        if ("steps", i) in report.paths or any(  # missing or bad required fields
-            report.has_problem_under(("steps", i, key)) for key in required
-        ):
-            continue
-        built = WorkflowStep(step["id"], step["plugin"], step["method"])
-        for key, value in step.items():
-            if key in required or report.has_problem_under(("steps", i, key)):
-                continue
-            attribute = fields.get(key)
-            if attribute is not None:
-                _apply(
-                    report, ("steps", i, key), functools.partial(setattr, built, attribute), value
-                )
-        workflow.add_step(built)
+        built = _build_step(report, ("steps", i), step)
+        if built is not None:
+            workflow.add_step(built)
+    for step_id, step in _rollbacks(data):
+        built = _build_step(report, ("rollback_steps", step_id), step)
+        if built is not None:
+            workflow.add_rollback_step(step_id, built)
     return workflow
+
+
+def _rollbacks(data: object) -> list[tuple[str, dict[str, Any]]]:
+    rollbacks = data.get("rollback_steps") if isinstance(data, dict) else None
+    if not isinstance(rollbacks, dict):
+        return []
+    return [(key, step) for key, step in rollbacks.items() if isinstance(step, dict)]
+
+
+def _build_step(report: Report, where: Path, step: dict[str, Any]) -> WorkflowStep | None:
+    """The step at `where`, or None if a required field is missing or bad."""
+    required = ("id", "plugin", "method")
+    if where in report.paths or any(report.has_problem_under((*where, key)) for key in required):
+        return None
+    fields = step_file_fields()
+    built = WorkflowStep(step["id"], step["plugin"], step["method"])
+    for key, value in step.items():
+        if key in required or report.has_problem_under((*where, key)):
+            continue
+        attribute = fields.get(key)
+        if attribute is not None:
+            _apply(report, (*where, key), functools.partial(setattr, built, attribute), value)
+    return built
 
 
 def _apply(report: Report, path: Path, setter: Any, value: object) -> None:

@@ -170,6 +170,11 @@ def workflow_to_dict(workflow: Workflow) -> dict[str, Any]:
     if workflow.timeout is not None:
         data["timeout"] = workflow.timeout
     data["steps"] = [_step_to_dict(step) for step in workflow.steps]
+    rollbacks = workflow.rollback_steps
+    if rollbacks:
+        data["rollback_steps"] = {
+            step_id: _step_to_dict(step) for step_id, step in rollbacks.items()
+        }
     return data
 
 

@@ -19,6 +19,7 @@ __all__ = ["ExecutionStatus", "StepRecord", "Timeline", "error_fields"]
 class ExecutionStatus(enum.StrEnum):
     Pending = "pending"
     Running = "running"
+    Paused = "paused"
     Completed = "completed"
     Failed = "failed"
     Cancelled = "cancelled"

@@ -27,6 +27,7 @@ from ._workflow import Workflow, WorkflowStep
 __all__ = ["StepSpec", "WorkflowSpec", "to_workflow", "validate_workflow"]
 
 _NO_PARAMETERS: Mapping[str, Any] = MappingProxyType({})
+_NO_ROLLBACKS: Mapping[int, Any] = MappingProxyType({})
 
 
 @attrs.frozen
@@ -77,6 +78,8 @@ class WorkflowSpec:
     dependents: tuple[tuple[int, ...], ...]
     order: tuple[int, ...]
     position: tuple[int, ...]
+    rollbacks: Mapping[int, StepSpec] = _NO_ROLLBACKS
+    """Step index -> the step that compensates it (`Workflow.add_rollback_step`)."""
 
     @property
     def timeout_seconds(self) -> float | None:
@@ -89,7 +92,8 @@ def validate_workflow(workflow: Workflow) -> Expected[WorkflowSpec, PluginError]
 
     Returns:
         The snapshot, or the first problem: ``InvalidConfiguration`` (empty ids, no
-        steps, duplicate step ids, a bad condition), ``DependencyMissing`` (a dependency
+        steps, duplicate step ids, a bad condition, a rollback step for an unknown
+        step or with dependencies or a condition), ``DependencyMissing`` (a dependency
         on an unknown step) or ``CircularDependency`` (naming the cycle's steps).
     """
     # Building a large workflow allocates hundreds of thousands of acyclic objects;
@@ -181,6 +185,31 @@ def _build(workflow: Workflow) -> WorkflowSpec:
         dependents=tuple(tuple(d) for d in dependents),
         order=tuple(order),
         position=tuple(position),
+        rollbacks=_snapshot_rollbacks(workflow, index),
+    )
+
+
+def _snapshot_rollbacks(workflow: Workflow, index: Mapping[str, int]) -> Mapping[int, StepSpec]:
+    rollbacks = workflow.rollback_steps
+    if not rollbacks:
+        return _NO_ROLLBACKS
+    workflow_id = workflow.workflow_id
+    for step_id, rollback in rollbacks.items():
+        where = f"the rollback step of {step_id!r}"
+        problem = None
+        if step_id not in index:
+            problem = "is for a step that does not exist"
+        elif rollback.dependencies or rollback.condition is not None:
+            problem = "must have no dependencies and no condition"
+        else:
+            for field in ("step_id", "plugin_id", "method_name"):
+                if not getattr(rollback, field):
+                    problem = f"has an empty {field}"
+        if problem is not None:
+            raise _fail(PluginErrorCode.InvalidConfiguration, workflow_id, f"{where} {problem}")
+    snapshots = _snapshot_steps(workflow_id, list(rollbacks.values()))
+    return MappingProxyType(
+        {index[step_id]: snapshot for step_id, snapshot in zip(rollbacks, snapshots, strict=True)}
     )
 
 
@@ -279,25 +308,29 @@ def to_workflow(spec: WorkflowSpec) -> Workflow:
         .set_timeout(spec.timeout)
     )
     for step in spec.steps:
-        workflow.add_step(
-            WorkflowStep(
-                step.step_id,
-                step.plugin_id,
-                step.method_name,
-                parameters=_copy_parameters(dict(step.parameters)),
-                dependencies=list(step.dependencies),
-                timeout=step.timeout,
-                max_retries=step.retry.max_retries,
-                retry_delay=step.retry.delay,
-                retry_backoff=step.retry.backoff,
-                retry_max_delay=step.retry.max_delay,
-                retry_jitter=step.retry.jitter,
-                retry_on=step.retry.retry_on,
-                critical=step.critical,
-                condition=None if step.condition is None else step.condition.source,
-                name=step.name,
-                description=step.description,
-                executor=step.executor,
-            )
-        )
+        workflow.add_step(_to_step(step))
+    for index, rollback in spec.rollbacks.items():
+        workflow.add_rollback_step(spec.steps[index].step_id, _to_step(rollback))
     return workflow
+
+
+def _to_step(step: StepSpec) -> WorkflowStep:
+    return WorkflowStep(
+        step.step_id,
+        step.plugin_id,
+        step.method_name,
+        parameters=_copy_parameters(dict(step.parameters)),
+        dependencies=list(step.dependencies),
+        timeout=step.timeout,
+        max_retries=step.retry.max_retries,
+        retry_delay=step.retry.delay,
+        retry_backoff=step.retry.backoff,
+        retry_max_delay=step.retry.max_delay,
+        retry_jitter=step.retry.jitter,
+        retry_on=step.retry.retry_on,
+        critical=step.critical,
+        condition=None if step.condition is None else step.condition.source,
+        name=step.name,
+        description=step.description,
+        executor=step.executor,
+    )

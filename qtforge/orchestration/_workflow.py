@@ -179,7 +179,15 @@ class Workflow:
         name: A human-readable name.
     """
 
-    __slots__ = ("_description", "_execution_mode", "_name", "_steps", "_timeout", "_workflow_id")
+    __slots__ = (
+        "_description",
+        "_execution_mode",
+        "_name",
+        "_rollbacks",
+        "_steps",
+        "_timeout",
+        "_workflow_id",
+    )
 
     def __init__(self, workflow_id: str, name: str = "") -> None:
         _text("workflow_id")(None, None, workflow_id)
@@ -190,6 +198,7 @@ class Workflow:
         self._execution_mode = ExecutionMode.Sequential
         self._timeout: float | None = None
         self._steps: list[WorkflowStep] = []
+        self._rollbacks: dict[str, WorkflowStep] = {}
 
     @property
     def workflow_id(self) -> str:
@@ -252,11 +261,36 @@ class Workflow:
         return self
 
     def remove_step(self, step_id: str) -> bool:
-        """Remove the step(s) with `step_id`; ``True`` if any was removed."""
+        """Remove the step(s) with `step_id`, and its rollback step; ``True`` if any
+        step was removed."""
         kept = [step for step in self._steps if step.step_id != step_id]
         removed = len(kept) != len(self._steps)
         self._steps = kept
+        if removed:
+            self._rollbacks.pop(step_id, None)
         return removed
+
+    def add_rollback_step(self, step_id: str, rollback_step: WorkflowStep) -> Self:
+        """Compensate step `step_id` with `rollback_step` (QtForge's name).
+
+        If the execution fails (a critical step failed, or the workflow timed out) or is
+        cancelled, the rollback steps of the steps that completed run, latest completion
+        first, each with its own timeout and retries; see the README, "Compensation".
+        A rollback step's ``step_id`` is only its name in events; its ``dependencies``
+        and ``condition`` must be empty. Replaces an earlier rollback of `step_id`.
+        """
+        _text("step_id")(None, None, step_id)
+        if not isinstance(rollback_step, WorkflowStep):
+            raise TypeError(
+                f"rollback_step must be a WorkflowStep, not {type(rollback_step).__name__}"
+            )
+        self._rollbacks[step_id] = rollback_step
+        return self
+
+    @property
+    def rollback_steps(self) -> dict[str, WorkflowStep]:
+        """Step id -> its rollback step (a new dict; the steps themselves are shared)."""
+        return dict(self._rollbacks)
 
     def get_step(self, step_id: str) -> WorkflowStep | None:
         """The step with `step_id`, or ``None``."""
@@ -277,6 +311,7 @@ class Workflow:
             self._execution_mode,
             self._timeout,
             self._steps,
+            self._rollbacks,
         )
 
     def __repr__(self) -> str:

@@ -5,6 +5,9 @@ workflow-level events) and `timestamp` (seconds since the epoch), plus the field
 its kind.
 """
 
+from ._events import CompensationCompleted as CompensationCompleted
+from ._events import CompensationFailed as CompensationFailed
+from ._events import CompensationStarted as CompensationStarted
 from ._events import Event as Event
 from ._events import EventsDropped as EventsDropped
 from ._events import EventStream as EventStream
@@ -22,6 +25,9 @@ from ._events import WorkflowFailed as WorkflowFailed
 from ._events import WorkflowStarted as WorkflowStarted
 
 __all__ = [
+    "CompensationCompleted",
+    "CompensationFailed",
+    "CompensationStarted",
     "Event",
     "EventStream",
     "EventsDropped",
