@@ -659,3 +659,31 @@ def test_worker_errors_that_cannot_come_back_are_reported_as_text(
     with pytest.raises(PluginError) as caught:
         shipped(method)
     assert (caught.value.code, caught.value.message) == (PluginErrorCode.ExecutionFailed, message)
+
+
+@pytest.mark.anyio
+async def test_the_store_records_the_same_whatever_the_executor(
+    options: dict[str, Any], tmp_path: Path
+) -> None:
+    """With a SQLite store, what a fresh orchestrator reads back from the file (status,
+    data, each step's result and attempts) is the same on every executor."""
+    chain = workflow(
+        "chain",
+        work_step("a", "inc"),
+        work_step("b", "ainc", after=["a"]),
+        work_step("c", "inc", after=["b"], params={"value": 10}),
+    )
+    path = str(tmp_path / "runs.db")
+    async with AsyncPluginOrchestrator(manager_with(Work()), store=path, **options) as o:
+        live = await run(o, chain, {"value": 0})
+    async with AsyncPluginOrchestrator(manager_with(Work()), store=path) as reader:
+        stored = (await reader.get_workflow_results(live["execution_id"])).value()
+    assert (stored["status"], stored["data"]) == ("completed", {"value": 11})
+    assert {
+        step_id: (each["status"], each["attempts"], each["result"])
+        for step_id, each in stored["steps"].items()
+    } == {
+        "a": ("completed", 1, {"value": 1}),
+        "b": ("completed", 1, {"value": 2}),
+        "c": ("completed", 1, {"value": 11}),
+    }
