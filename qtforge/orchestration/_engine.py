@@ -303,21 +303,10 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         ``InvalidState`` if the execution has already finished or is being cancelled.
         """
         await anyio.lowlevel.checkpoint()
-        found = self._find(execution_id)
+        found = self._find_live(execution_id)
         if not found:
             return Expected.fail(found.error())
-        execution = found.value()
-        if execution.finished:
-            return Expected.fail(
-                PluginErrorCode.InvalidState,
-                f"execution {execution_id!r} has already finished ({execution.status.value})",
-            )
-        if execution.cancel_requested:
-            return Expected.fail(
-                PluginErrorCode.InvalidState,
-                f"execution {execution_id!r} is already being cancelled",
-            )
-        execution.cancel("cancelled by request")
+        found.value().cancel("cancelled by request")
         return Expected.ok(None)
 
     async def pause_workflow(self, execution_id: str) -> Expected[None, PluginError]:
@@ -332,20 +321,10 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         being cancelled, or is already paused.
         """
         await anyio.lowlevel.checkpoint()
-        found = self._find(execution_id)
+        found = self._find_live(execution_id)
         if not found:
             return Expected.fail(found.error())
         execution = found.value()
-        if execution.finished:
-            return Expected.fail(
-                PluginErrorCode.InvalidState,
-                f"execution {execution_id!r} has already finished ({execution.status.value})",
-            )
-        if execution.cancel_requested:
-            return Expected.fail(
-                PluginErrorCode.InvalidState,
-                f"execution {execution_id!r} is being cancelled",
-            )
         if execution.pause_requested:
             return Expected.fail(
                 PluginErrorCode.InvalidState, f"execution {execution_id!r} is already paused"
@@ -463,6 +442,24 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         return stream
 
     # -- internals -------------------------------------------------------------------
+
+    def _find_live(self, execution_id: str) -> Expected[Execution, PluginError]:
+        """A known execution that has not finished and is not being cancelled."""
+        found = self._find(execution_id)
+        if not found:
+            return found
+        execution = found.value()
+        if execution.finished:
+            return Expected.fail(
+                PluginErrorCode.InvalidState,
+                f"execution {execution_id!r} has already finished ({execution.status.value})",
+            )
+        if execution.cancel_requested:
+            return Expected.fail(
+                PluginErrorCode.InvalidState,
+                f"execution {execution_id!r} is already being cancelled",
+            )
+        return found
 
     def _find(self, execution_id: str) -> Expected[Execution, PluginError]:
         check_id("execution_id", execution_id)
