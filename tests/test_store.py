@@ -390,3 +390,54 @@ async def test_batched_attempt_starts_record_the_same_rows(tmp_path: Path) -> No
         "StepCompleted",
         "ExecutionCompleted",
     ]
+
+
+class Bulky(Steps):
+    async def bulky(self) -> dict[str, str]:
+        return {"blob": "x" * 200_000}
+
+
+def fill_up(store: SQLiteStore, pages: int) -> Any:
+    """Let the store's file grow by at most `pages` pages: a full disk, simulated."""
+
+    def cap(con: sqlite3.Connection) -> None:
+        (count,) = con.execute("PRAGMA page_count").fetchone()
+        con.execute(f"PRAGMA max_page_count = {count + pages}")
+
+    return store._run(cap)
+
+
+@pytest.mark.anyio
+async def test_a_full_store_fails_the_execution_cleanly_and_keeps_the_file_intact(
+    tmp_path: Path,
+) -> None:
+    """When the store cannot record a step's result (a full disk), that step fails with
+    ResourceExhausted and so does the execution; the blocking execute still returns its
+    id, and the file passes its integrity check."""
+    path = tmp_path / "runs.db"
+    store = SQLiteStore(str(path))
+    async with engine(store, Bulky()) as orchestrator:
+        await fill_up(store, 16)
+        orchestrator.register_workflow(chain("full", "inc", "bulky")).value()
+        execution_id = (await orchestrator.execute_workflow("full", {"value": 1})).value()
+        status = (await orchestrator.get_workflow_status(execution_id)).value()
+    assert (status["status"], status["error_code"]) == ("failed", "ResourceExhausted")
+    assert status["steps"] == {"s0": "completed", "s1": "failed"}
+    assert rows(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+@pytest.mark.anyio
+async def test_a_store_too_full_to_record_an_execution_refuses_to_start_it(
+    tmp_path: Path,
+) -> None:
+    """An execution whose record does not fit in the store is not started: execute
+    answers ResourceExhausted, and the file passes its integrity check."""
+    path = tmp_path / "runs.db"
+    store = SQLiteStore(str(path))
+    async with engine(store) as orchestrator:
+        await fill_up(store, 4)
+        orchestrator.register_workflow(chain("full", "inc")).value()
+        started = await orchestrator.execute_workflow("full", {"value": "x" * 200_000})
+    assert not started
+    assert started.error().code is PluginErrorCode.ResourceExhausted
+    assert rows(path, "PRAGMA integrity_check") == [("ok",)]

@@ -328,8 +328,9 @@ class Execution:
         try:
             if self.journal is not None:
                 with anyio.CancelScope(shield=True):
-                    error = self.error
-                    await self.journal.finished(self.status.value, error, self.data)
+                    await self.journal.finished(self.status.value, self.error, self.data)
+        except PluginError as unrecorded:  # the outcome stands; the store lags behind it
+            self._log.error("store.write_failed", error=str(unrecorded))
         finally:
             self.done.set()
             self._engine._execution_finished(self)
@@ -520,7 +521,12 @@ class Execution:
                 self._log.debug("step.started", step_id=step.step_id, attempt=attempt)
             journal = self.journal
             if journal is not None:
-                await journal.attempt_started(index, attempt)
+                try:
+                    await journal.attempt_started(index, attempt)
+                except PluginError as unrecorded:
+                    lane.index = None
+                    self._store_failed(index, step, unrecorded)
+                    return
             if timeout:
                 self._deadlines.arm(lane, now + timeout)
             error: Exception | None = None
@@ -543,7 +549,12 @@ class Execution:
                     journal.attempt_ended(index, attempt, "failed", unstorable)
                     self._fail(index, step, unstorable)
                     return
-                await journal.step_completed(index, attempt, blob)
+                try:
+                    await journal.step_completed(index, attempt, blob)
+                except PluginError as unrecorded:
+                    lane.index = None
+                    self._store_failed(index, step, unrecorded)
+                    return
             if error is None:
                 lane.index = None
                 self._complete(index, step, result, output)
@@ -677,6 +688,19 @@ class Execution:
             self._stop()
         else:
             self._release(index)
+
+    def _store_failed(self, index: int, step: StepSpec, failure: PluginError) -> None:
+        """The store could not record step `index` (a full disk, say): the execution
+        cannot go on durably, so the step fails and so does the execution, whatever
+        the step's criticality."""
+        self._fail(index, step, failure)
+        if self.error is None:
+            self.error = PluginError(
+                failure.code,
+                f"workflow {self.spec.workflow_id!r} failed: the store could not record "
+                f"step {step.step_id!r}: {failure.message}",
+            )
+        self._stop()
 
     def _skip(self, index: int, reason: str) -> None:
         record = self.records[index]

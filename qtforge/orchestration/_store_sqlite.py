@@ -87,7 +87,8 @@ class SQLiteStore(ExecutionStore):
             try:
                 result = fn(con)
             except BaseException:
-                con.execute("ROLLBACK")
+                if con.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    con.execute("ROLLBACK")
                 raise
             crash_point("in_commit")
             con.execute("COMMIT")
@@ -297,6 +298,10 @@ def _locked_or(exc: sqlite3.DatabaseError, path: str) -> StoreError:
         return StoreError(
             PluginErrorCode.ResourceUnavailable,
             f"the store {path!r} is locked by another connection: {message}",
+        )
+    if "full" in message:
+        return StoreError(
+            PluginErrorCode.ResourceExhausted, f"the store {path!r} is full: {message}"
         )
     if "not a database" in message:
         return StoreError(PluginErrorCode.InvalidFormat, f"{path!r} is not a qtforge store")
