@@ -120,7 +120,6 @@ class LiveDisplay:
 
     def __init__(self, console: Console, workflow: Workflow) -> None:
         self._console = console
-        self._workflow = workflow
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),

@@ -11,6 +11,7 @@ Without a store the engine keeps no journal at all, so the default path costs no
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import signal
@@ -75,7 +76,7 @@ class JSONSerializer:
 Change = tuple[str, dict[str, Any]]
 
 
-class ExecutionStore:
+class ExecutionStore(abc.ABC):
     """The store interface. Subclass it to keep executions elsewhere (`SQLiteStore`).
 
     Every method is a coroutine; `write` must apply all `changes` atomically, and must
@@ -88,33 +89,39 @@ class ExecutionStore:
     # step's outcome, one transaction per step instead of two.
     commit_attempt_starts: bool = True
 
-    async def open(self) -> None:
-        """Open or create the store. Raises `StoreError`."""
+    async def open(self) -> None:  # noqa: B027  # an optional hook, empty by design
+        """Open or create the store (optional: nothing by default). Raises `StoreError`."""
 
-    async def aclose(self) -> None:
-        """Close the store; idempotent."""
+    async def aclose(self) -> None:  # noqa: B027  # an optional hook, empty by design
+        """Close the store; idempotent (optional: nothing by default)."""
 
+    @abc.abstractmethod
     async def create_execution(self, row: Mapping[str, Any]) -> None:
         """Record a new execution (its id, workflow, snapshot, initial data, ...)."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     async def write(self, changes: Sequence[Change]) -> None:
         """Apply `changes` in one transaction."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     async def claim(self, execution_id: str) -> dict[str, Any]:
         """Take an interrupted execution over for resuming: mark its open attempts
         abandoned, set it running, and return it as `load` does. Raises `StoreError`."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     async def load(self, execution_id: str) -> dict[str, Any] | None:
         """An execution's row with its ``steps`` (by step id) and ``attempts``, or None."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     async def events(self, execution_id: str) -> list[dict[str, Any]]:
         """The execution's event log, in order."""
         raise NotImplementedError
 
+    @abc.abstractmethod
     async def list_executions(
         self,
         *,
