@@ -71,8 +71,7 @@ class DataFlow:
             upstream = self._upstream(index)
             if spec.dependents[index]:
                 self._passed_on[index] = upstream
-        parameters = spec.steps[index].parameters
-        return ChainMap(parameters, upstream) if parameters else upstream  # type: ignore[arg-type]
+        return self._with_parameters(index, upstream)
 
     def replay_inputs(self, index: int) -> Mapping[str, Any]:
         """The input mapping step `index` had, recomputed from the recorded outputs
@@ -81,11 +80,18 @@ class DataFlow:
         if spec.mode is ExecutionMode.Pipeline:
             upstream: Mapping[str, Any] = self._direct(index)
         elif spec.deps[index]:
-            upstream = self._initial.update(self._merge(self._ancestors(index)))
+            upstream = self._from_ancestors(index)
         else:
             upstream = self._initial
-        parameters = spec.steps[index].parameters
+        return self._with_parameters(index, upstream)
+
+    def _with_parameters(self, index: int, upstream: Mapping[str, Any]) -> Mapping[str, Any]:
+        parameters = self._spec.steps[index].parameters
         return ChainMap(parameters, upstream) if parameters else upstream  # type: ignore[arg-type]
+
+    def _from_ancestors(self, index: int) -> immutables.Map[str, Any]:
+        """``initial_data`` and every ancestor's output, in topological order."""
+        return self._initial.update(self._merge(self._ancestors(index)))
 
     def _upstream(self, index: int) -> immutables.Map[str, Any]:
         deps = self._spec.deps[index]
@@ -96,7 +102,7 @@ class DataFlow:
             base = self._passed_on[deps[0]]
             upstream = base.update(output) if output else base
         else:
-            upstream = self._initial.update(self._merge(self._ancestors(index)))
+            upstream = self._from_ancestors(index)
         for dep in deps:
             self._unclaimed[dep] -= 1
             if not self._unclaimed[dep]:
