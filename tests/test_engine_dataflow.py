@@ -15,6 +15,7 @@ from plugins_for_tests import Probe, manager_with, run, start, statuses, step, w
 
 from qtforge import PluginErrorCode
 from qtforge.orchestration import AsyncPluginOrchestrator, ExecutionMode, StepContext, Workflow
+from qtforge.orchestration._dataflow import DataFlow
 
 pytestmark = pytest.mark.anyio
 
@@ -306,11 +307,21 @@ class _Chain:
         return _CountedOutput(self.reads, {context.step_id: True})
 
 
-async def test_a_thousand_step_chain_merges_each_output_a_bounded_number_of_times() -> None:
-    """In a 1,000-step chain every step sees all earlier outputs, yet each output is read a
-    constant number of times (no quadratic re-merging) and the run is quick."""
+async def test_a_thousand_step_chain_merges_each_output_a_bounded_number_of_times(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In a 1,000-step chain every step sees all earlier outputs, yet each output is read
+    and merged a constant number of times (no quadratic re-merging) and the run is quick."""
     steps = 1_000
     chain = _Chain()
+    merged: list[int] = []  # outputs folded by each whole-ancestry merge
+    original_merge = DataFlow._merge
+
+    def counting_merge(flow: DataFlow, indices: list[int]) -> dict[str, Any]:
+        merged.append(len(indices))
+        return original_merge(flow, indices)
+
+    monkeypatch.setattr(DataFlow, "_merge", counting_merge)
     built = workflow(
         "chain",
         *(
@@ -326,6 +337,7 @@ async def test_a_thousand_step_chain_merges_each_output_a_bounded_number_of_time
     assert chain.input_sizes == list(range(1, steps + 1))
     assert results["data"] == {"i": 0, **{f"s{i}": True for i in range(steps)}}
     assert chain.reads[0] <= 10 * steps
+    assert sum(merged) <= 2 * steps  # the final data only: steps extend their input
     assert elapsed < 5.0
 
 
