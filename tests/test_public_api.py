@@ -73,6 +73,8 @@ PUBLIC_NAMES: dict[types.ModuleType, list[str]] = {
         "WorkflowCancelled",
         "WorkflowCompleted",
         "WorkflowFailed",
+        "WorkflowPaused",
+        "WorkflowResumed",
         "WorkflowStarted",
     ],
     qtforge.store: [

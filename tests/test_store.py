@@ -353,22 +353,36 @@ async def test_a_locked_database_is_reported(tmp_path: Path) -> None:
 
 @pytest.mark.anyio
 async def test_an_old_schema_is_migrated_keeping_its_executions(tmp_path: Path) -> None:
-    """A version-1 store is upgraded on open; its executions stay readable."""
+    """A version-1 store is upgraded on open (through every migration); its executions
+    stay readable, and one interrupted there can be resumed."""
     path = tmp_path / "runs.db"
-    async with engine(path) as orchestrator:
-        orchestrator.register_workflow(chain("wf", "inc")).value()
-        eid = (await orchestrator.execute_workflow("wf", {"value": 4})).value()
-    con = sqlite3.connect(path, isolation_level=None)  # take it back to version 1
-    con.execute("DROP INDEX executions_by_workflow")
-    con.execute("ALTER TABLE executions DROP COLUMN resumes")
-    con.execute("PRAGMA user_version = 1")
+    con = sqlite3.connect(path, isolation_level=None)
+    migrate(con, 1)
+    snapshot = json.dumps(chain("wf", "inc").to_dict())
+    for eid, status, finished, data in (
+        ("done", "completed", 2.0, b'{"value": 5}'),
+        ("cut", "running", None, None),
+    ):
+        con.execute(
+            "INSERT INTO executions (execution_id, workflow_id, snapshot, initial_data, status,"
+            " created_at, updated_at, finished_at, data) VALUES (?, 'wf', ?, ?, ?, 1, 1, ?, ?)",
+            (eid, snapshot, b'{"value": 4}', status, finished, data),
+        )
+        con.execute(
+            "INSERT INTO step_runs (execution_id, step_id, status) VALUES (?, 's0', ?)",
+            (eid, status),
+        )
     con.close()
     async with engine(path) as reader:
-        results = (await reader.get_workflow_results(eid)).value()
-        assert results["data"] == {"value": 5}
+        assert (await reader.get_workflow_results("done")).value()["data"] == {"value": 5}
         listed = (await reader.find_executions()).value()
-        assert listed[0]["resumes"] == 0
+        assert sorted((e["execution_id"], e["resumes"]) for e in listed) == [("cut", 0), ("done", 0)]
+        reader.register_workflow(chain("wf", "inc")).value()
+        assert (await reader.resume_workflow("cut")).value() == "cut"
+        assert (await reader.get_workflow_results("cut")).value()["data"] == {"value": 5}
     assert rows(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(path, "PRAGMA foreign_key_check") == []
+    assert rows(path, "PRAGMA integrity_check") == [("ok",)]
 
 
 @pytest.mark.anyio

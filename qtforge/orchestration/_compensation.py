@@ -53,12 +53,14 @@ def compensation_order(spec: WorkflowSpec, records: Sequence[StepRecord]) -> lis
 class CompensationRecord:
     """The outcome of one rollback step, for status and results."""
 
-    __slots__ = ("attempts", "error", "status")
+    __slots__ = ("attempts", "error", "finished_at", "started_at", "status")
 
     def __init__(self) -> None:
         self.status = "pending"
         self.attempts = 0
         self.error: PluginError | None = None
+        self.started_at: float | None = None  # loop time
+        self.finished_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"status": self.status, "attempts": self.attempts, **error_fields(self.error)}
@@ -124,8 +126,11 @@ class Compensator:
             record.status = "running"
             record.attempts = attempt
             started = self._now()
+            if record.started_at is None:
+                record.started_at = started
             self._emit(ev.CompensationStarted, index, started, attempt=attempt)
             raised = await self._attempt(index, rollback, inputs, attempt)
+            record.finished_at = self._now()
             if raised is None:
                 record.status = "completed"
                 duration = round((self._now() - started) * 1000, 3)

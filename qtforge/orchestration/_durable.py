@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._errors import Expected, PluginError, PluginErrorCode
 from ._execution import Execution
 from ._fileproblems import WorkflowFileError
-from ._spec import to_workflow, validate_workflow
+from ._spec import WorkflowSpec, to_workflow, validate_workflow
 from ._store import ExecutionStore, Journal, StoreError
 from ._store_sqlite import SQLiteStore
 from ._workflow import Workflow
@@ -33,8 +33,11 @@ def as_store(store: str | os.PathLike[str] | ExecutionStore | None) -> Execution
     raise TypeError(f"store must be a path or an ExecutionStore, not {type(store).__name__}")
 
 
-async def journal_new(store: ExecutionStore, execution: Execution) -> PluginError | None:
-    """Record a new execution and attach its journal; the problem if it cannot be stored."""
+async def journal_new(
+    store: ExecutionStore, execution: Execution, owner: str
+) -> PluginError | None:
+    """Record a new execution, leased to `owner`, and attach its journal; the problem
+    if it cannot be stored."""
     spec = execution.spec
     try:
         snapshot = to_workflow(spec).to_dict()
@@ -61,6 +64,8 @@ async def journal_new(store: ExecutionStore, execution: Execution) -> PluginErro
                 "initial_data": initial,
                 "created_at": time.time(),
                 "step_ids": step_ids,
+                "owner": owner,
+                "lease_until": time.time() + store.lease,
             }
         )
     except StoreError as exc:
@@ -70,25 +75,29 @@ async def journal_new(store: ExecutionStore, execution: Execution) -> PluginErro
 
 
 async def resume(
-    engine: AsyncPluginOrchestrator, store: ExecutionStore, execution_id: str
+    engine: AsyncPluginOrchestrator,
+    store: ExecutionStore,
+    execution_id: str,
+    owner: str,
+    *,
+    to_cancel: bool = False,
 ) -> Expected[Execution, PluginError]:
-    """Claim an interrupted execution and rebuild it, its completed steps done."""
+    """Claim an interrupted execution for `owner` and rebuild it, its completed steps
+    done. `to_cancel`: it will only be cancelled, so its plugins need to be loaded only
+    if it has rollback steps to run. The workflow is rebuilt before the claim, so an
+    execution that cannot be rebuilt here is left as it was."""
     try:
-        row = await store.claim(execution_id)
+        stored = await store.load(execution_id)
+        spec = None
+        if stored is not None and stored["finished_at"] is None:
+            rebuilt = _rebuild(engine, execution_id, stored["snapshot"], to_cancel)
+            if not rebuilt:
+                return Expected.fail(rebuilt.error())
+            spec = rebuilt.value()
+        row = await store.claim(execution_id, owner, time.time() + store.lease)
     except StoreError as exc:
         return Expected.fail(exc)
-    try:
-        snapshot = json.loads(row["snapshot"])
-        workflow = Workflow.from_dict(snapshot, plugin_manager=engine.plugin_manager)
-    except (ValueError, WorkflowFileError) as exc:
-        return Expected.fail(
-            PluginErrorCode.InvalidFormat,
-            f"the stored workflow of execution {execution_id!r} cannot be rebuilt: {exc}",
-        )
-    validated = validate_workflow(workflow)
-    if not validated:
-        return Expected.fail(validated.error())
-    spec = validated.value()
+    assert spec is not None  # the claim refuses what was missing or finished
     serializer = store.serializer
     initial = serializer.loads(row["initial_data"])
     execution = Execution(engine, spec, initial, time.time(), execution_id)
@@ -106,6 +115,24 @@ async def resume(
             execution.records[index].attempts = base[step.step_id]
     execution.journal = Journal(store, execution_id, [s.step_id for s in spec.steps], base)
     return Expected.ok(execution)
+
+
+def _rebuild(
+    engine: AsyncPluginOrchestrator, execution_id: str, stored: str, to_cancel: bool
+) -> Expected[WorkflowSpec, PluginError]:
+    """The validated workflow of a stored snapshot."""
+    try:
+        snapshot = json.loads(stored)
+        needs_plugins = not to_cancel or bool(snapshot.get("rollback_steps"))
+        workflow = Workflow.from_dict(
+            snapshot, plugin_manager=engine.plugin_manager if needs_plugins else None
+        )
+    except (ValueError, WorkflowFileError) as exc:
+        return Expected.fail(
+            PluginErrorCode.InvalidFormat,
+            f"the stored workflow of execution {execution_id!r} cannot be rebuilt: {exc}",
+        )
+    return validate_workflow(workflow)
 
 
 def _json(value: Any) -> str:
@@ -140,7 +167,22 @@ def stored_status(row: Mapping[str, Any]) -> dict[str, Any]:
         "finished_at": _iso(row["finished_at"]),
         "error": row["error"],
         "error_code": row["error_code"],
+        **_compensations(row, lambda done: done["status"]),
     }
+
+
+def _compensations(
+    row: Mapping[str, Any], view: Callable[[Mapping[str, Any]], Any]
+) -> dict[str, Any]:
+    """``{"compensations": ...}`` for a workflow with rollback steps, as live
+    executions report them, else nothing."""
+    if not row.get("compensations") and '"rollback_steps"' not in row["snapshot"]:
+        return {}
+    return {"compensations": {done["step_id"]: view(done) for done in row["compensations"]}}
+
+
+def _compensation_result(done: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: done[key] for key in ("status", "attempts", "error", "error_code")}
 
 
 def stored_results(row: Mapping[str, Any], store: ExecutionStore) -> dict[str, Any]:
@@ -176,4 +218,5 @@ def stored_results(row: Mapping[str, Any], store: ExecutionStore) -> dict[str, A
         "finished_at": _iso(finished),
         "duration_ms": None if finished is None else round((finished - created) * 1000, 3),
         "steps": steps,
+        **_compensations(row, _compensation_result),
     }

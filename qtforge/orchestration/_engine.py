@@ -24,12 +24,13 @@ from ._execution import Execution
 from ._executors import Executor, ExecutorSet
 from ._logging import get_logger, wants_debug
 from ._registry import WorkflowRegistry, check_id
-from ._store import ExecutionStore, StoreError
+from ._store import ExecutionStore, StoreError, new_owner
 from ._workflow import RetryPredicate
 
 __all__ = ["AsyncPluginOrchestrator"]
 
 _SHUTDOWN_GRACE = 5.0  # seconds each plugin's shutdown hook may take
+_CANCELLED = "cancelled by request"
 
 
 class AsyncPluginOrchestrator(WorkflowRegistry):
@@ -116,6 +117,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         self._stopped: anyio.Event | None = None
         self.store = as_store(store)
         self._store_failure: PluginError | None = None
+        self._owner = new_owner()  # this orchestrator's name on its store leases
+        self._leasing = False  # `_keep_leases` runs
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -207,7 +210,7 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
             return Expected.fail(self._workflow_not_found(workflow_id))
         execution = Execution(self, spec, dict(initial_data or {}), time.time())
         if self.store is not None:
-            problem = self._store_failure or await journal_new(self.store, execution)
+            problem = self._store_failure or await journal_new(self.store, execution, self._owner)
             if problem is not None:
                 return Expected.fail(problem)
         return await self._start(execution, async_execution)
@@ -251,7 +254,7 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
             return Expected.fail(
                 PluginErrorCode.InvalidState, f"execution {execution_id!r} is running here"
             )
-        resumed = await resume(self, self.store, execution_id)
+        resumed = await resume(self, self.store, execution_id, self._owner)
         if not resumed:
             return Expected.fail(resumed.error())
         self._executions.pop(execution_id, None)
@@ -262,8 +265,11 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         self, execution: Execution, async_execution: bool
     ) -> Expected[str, PluginError]:
         self._executions[execution.id] = execution
+        assert self._task_group is not None
+        if execution.journal is not None and not self._leasing:
+            self._leasing = True
+            self._task_group.start_soon(self._keep_leases, name="qtforge.leases")
         if async_execution:
-            assert self._task_group is not None
             self._task_group.start_soon(execution.run, name=f"qtforge.execution:{execution.id}")
         else:
             await execution.run()
@@ -300,14 +306,68 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         Checkpoint. It returns once cancellation is requested; running async steps are
         cancelled, sync steps see `StepContext.cancelled` turn true and are no longer
         waited for, and the execution ends ``cancelled`` as soon as its tasks unwind.
-        ``InvalidState`` if the execution has already finished or is being cancelled.
+
+        With a store, an execution run by another process is cancelled too: the
+        request is recorded, and that process acts on it within about a second. One
+        whose process died is ended ``cancelled`` here (its rollback steps run here,
+        so their plugins must be loaded). ``NotFound`` for an unknown execution,
+        ``InvalidState`` if it has already finished or is being cancelled.
         """
         await anyio.lowlevel.checkpoint()
         found = self._find_live(execution_id)
-        if not found:
+        if found:
+            found.value().cancel(_CANCELLED)
+            return Expected.ok(None)
+        if execution_id in self._executions or self._stored_unusable():
             return Expected.fail(found.error())
-        found.value().cancel("cancelled by request")
+        return await self._cancel_stored(execution_id)
+
+    async def _cancel_stored(self, execution_id: str) -> Expected[None, PluginError]:
+        """Cancel an execution known only to the store: ask the process that holds it,
+        or, if none does (it was interrupted), end it here, compensations included."""
+        assert self.store is not None
+        try:
+            held = await self.store.request_cancel(execution_id, _CANCELLED)
+        except StoreError as exc:
+            return Expected.fail(exc)
+        if not held:
+            resumed = await resume(self, self.store, execution_id, self._owner, to_cancel=True)
+            if not resumed:
+                return Expected.fail(resumed.error())
+            execution = resumed.value()
+            execution.cancel(_CANCELLED)
+            await self._start(execution, async_execution=True)
         return Expected.ok(None)
+
+    async def _keep_leases(self) -> None:
+        """While executions of this orchestrator are unfinished in its store, renew their
+        leases about every second, and cancel those another process asked to cancel."""
+        store = self.store
+        assert store is not None
+        interval = min(1.0, store.lease / 3)
+        try:
+            while True:
+                await anyio.sleep(interval)
+                held = {
+                    execution.id: execution
+                    for execution in self._executions.values()
+                    if execution.journal is not None and not execution.finished
+                }
+                if not held:
+                    return
+                try:
+                    requests = await store.heartbeat(
+                        self._owner, list(held), time.time() + store.lease
+                    )
+                except StoreError as exc:  # the leases may lapse; the executions go on
+                    self._log.error("store.heartbeat_failed", error=str(exc))
+                    continue
+                for execution_id, reason in requests.items():
+                    execution = held[execution_id]
+                    if not execution.cancel_requested:
+                        execution.cancel(reason)
+        finally:
+            self._leasing = False
 
     async def pause_workflow(self, execution_id: str) -> Expected[None, PluginError]:
         """Pause a pending or running execution: no new step starts.
@@ -342,9 +402,13 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         row = await self._stored(execution_id)
         return found if row is None else Expected.ok(stored_status(row))
 
+    def _stored_unusable(self) -> bool:
+        return self.store is None or self._store_failure is not None or self._state != "open"
+
     async def _stored(self, execution_id: str) -> dict[str, Any] | None:
-        if self.store is None or self._store_failure is not None or self._state != "open":
+        if self._stored_unusable():
             return None
+        assert self.store is not None
         return await self.store.load(execution_id)
 
     async def find_executions(

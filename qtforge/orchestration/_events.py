@@ -36,6 +36,8 @@ __all__ = [
     "WorkflowCancelled",
     "WorkflowCompleted",
     "WorkflowFailed",
+    "WorkflowPaused",
+    "WorkflowResumed",
     "WorkflowStarted",
 ]
 
@@ -75,6 +77,20 @@ class WorkflowFailed(Event):
 class WorkflowCancelled(Event):
     kind: ClassVar[str] = "workflow.cancelled"
     duration_ms: float
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowPaused(Event):
+    """`pause_workflow` took effect: no step runs, and none starts until resumed."""
+
+    kind: ClassVar[str] = "workflow.paused"
+
+
+@attrs.frozen(kw_only=True)
+class WorkflowResumed(Event):
+    """A paused execution goes on (`resume_workflow`)."""
+
+    kind: ClassVar[str] = "workflow.resumed"
 
 
 @attrs.frozen(kw_only=True)

@@ -227,9 +227,11 @@ class Execution:
     # -- control ---------------------------------------------------------------------
 
     def cancel(self, reason: str) -> None:
-        """Ask the execution to stop; it ends ``cancelled`` as soon as its tasks unwind."""
+        """Ask the execution to stop; it ends ``cancelled`` as soon as its tasks unwind,
+        and no step starts meanwhile."""
         if self._cancel_requested is None:
             self._cancel_requested = reason
+        self._stopping = self._halted = True
         if self._scope is not None:
             self._scope.cancel()
 
@@ -309,6 +311,19 @@ class Execution:
             self._emit,
         )
         await self._compensator.run()
+        journal = self.journal
+        if journal is not None:
+            wall = self.timeline.wall
+            spec_index = self.spec.index
+            for step_id, record in self._compensator.outcomes.items():
+                journal.compensation_ended(
+                    spec_index[step_id],
+                    record.status,
+                    record.attempts,
+                    record.error,
+                    None if record.started_at is None else wall(record.started_at),
+                    None if record.finished_at is None else wall(record.finished_at),
+                )
 
     async def _paused(self) -> None:
         """Nothing runs and no step may start: wait (as ``paused``) for `resume`."""
@@ -316,12 +331,26 @@ class Execution:
         if unpaused is None:  # resumed as the last step was ending
             return
         self.status = ExecutionStatus.Paused
+        self._emit(ev.WorkflowPaused, None, self._now())
         self._log.info("workflow.paused")
+        await self._record_state()
         try:
             await unpaused.wait()
         finally:
             self.status = ExecutionStatus.Running
+        self._emit(ev.WorkflowResumed, None, self._now())
         self._log.info("workflow.resumed")
+        await self._record_state()
+
+    async def _record_state(self) -> None:
+        """Write the status (paused, or running again) to the store, if there is one."""
+        if self.journal is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.journal.state_changed(self.status.value)
+            except PluginError as unrecorded:  # the store lags behind; the pause stands
+                self._log.error("store.write_failed", error=str(unrecorded))
 
     async def _settled(self) -> None:
         """The final status is known: write it to the store, then tell the waiters."""

@@ -15,7 +15,9 @@ import abc
 import json
 import os
 import signal
+import socket
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
@@ -28,6 +30,8 @@ __all__ = [
     "Serializer",
     "StoreError",
     "crash_point",
+    "lease_held",
+    "new_owner",
 ]
 
 # Test hook: ``QTFORGE_CRASH_AT=point`` or ``point:n`` SIGKILLs this process the n-th
@@ -46,6 +50,30 @@ def crash_point(name: str) -> None:
     _crash_hits[name] = hits = _crash_hits.get(name, 0) + 1
     if hits == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def new_owner() -> str:
+    """A lease owner id for this process: ``host/pid/token``."""
+    return f"{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+
+
+def lease_held(owner: str | None, lease_until: float | None, now: float) -> bool:
+    """Whether a stored lease still holds: taken, not run out, and (for an owner on
+    this host) its process is alive, so that a killed process's executions can be
+    resumed at once on its machine. A reused pid only makes the lease last its time."""
+    if owner is None or lease_until is None or lease_until <= now:
+        return False
+    host, _, rest = owner.partition("/")
+    pid = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 class StoreError(PluginError):
@@ -72,7 +100,8 @@ class JSONSerializer:
 
 
 # A change: (kind, fields). Kinds: "attempt_started", "attempt_ended", "step_completed",
-# "step_ended", "event", "execution_finished". Stores apply a batch in one transaction.
+# "step_ended", "execution_state", "compensation_ended", "execution_finished". Stores
+# apply a batch in one transaction.
 Change = tuple[str, dict[str, Any]]
 
 
@@ -88,6 +117,9 @@ class ExecutionStore(abc.ABC):
     # by a crash stays on record, as ``abandoned``); False: it is committed with the
     # step's outcome, one transaction per step instead of two.
     commit_attempt_starts: bool = True
+    # Seconds a process's claim on its running executions lasts without a heartbeat;
+    # another process may resume an execution only once its lease has run out.
+    lease: float = 30.0
 
     async def open(self) -> None:  # noqa: B027  # an optional hook, empty by design
         """Open or create the store (optional: nothing by default). Raises `StoreError`."""
@@ -106,9 +138,26 @@ class ExecutionStore(abc.ABC):
         raise NotImplementedError
 
     @abc.abstractmethod
-    async def claim(self, execution_id: str) -> dict[str, Any]:
-        """Take an interrupted execution over for resuming: mark its open attempts
-        abandoned, set it running, and return it as `load` does. Raises `StoreError`."""
+    async def claim(self, execution_id: str, owner: str, lease_until: float) -> dict[str, Any]:
+        """Take an interrupted execution over for resuming: refuse it while another
+        owner's lease on it is live, else mark its open attempts abandoned, set it
+        running under `owner`'s lease, and return it as `load` does. Raises `StoreError`."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    async def heartbeat(
+        self, owner: str, execution_ids: Sequence[str], lease_until: float
+    ) -> dict[str, str]:
+        """Extend `owner`'s leases on `execution_ids`; returns the cancel requests
+        recorded for them (execution id -> reason)."""
+        raise NotImplementedError
+
+    @abc.abstractmethod
+    async def request_cancel(self, execution_id: str, reason: str) -> bool:
+        """Ask the process running a stored execution to cancel it: True if a live
+        lease holder will see the request, False if no process holds the execution
+        (it was interrupted). Raises `StoreError` (``NotFound``; ``InvalidState`` for
+        a finished execution or one already being cancelled)."""
         raise NotImplementedError
 
     @abc.abstractmethod
@@ -220,6 +269,33 @@ class Journal:
                 error=_text(error),
                 error_code=None if error is None else error.code.name,
                 reason=reason,
+            )
+        )
+
+    async def state_changed(self, status: str) -> None:
+        """The execution is now ``paused``, or ``running`` again."""
+        await self._flush(self._change("execution_state", None, status=status))
+
+    def compensation_ended(
+        self,
+        index: int,
+        status: str,
+        attempts: int,
+        error: PluginError | None,
+        started: float | None,
+        ended: float | None,
+    ) -> None:
+        """The rollback step of step `index` ended (times: seconds since the epoch)."""
+        self._pending.append(
+            self._change(
+                "compensation_ended",
+                index,
+                status=status,
+                attempts=attempts,
+                error=_text(error),
+                error_code=None if error is None else error.code.name,
+                started_at=started,
+                finished_at=ended,
             )
         )
 

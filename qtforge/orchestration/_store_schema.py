@@ -16,7 +16,7 @@ from ._store import Change
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "apply_changes", "event", "migrate", "rows"]
 
 APPLICATION_ID = 0x51544647  # "QTFG"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Migration n takes a database from version n - 1 to version n.
 _MIGRATIONS: dict[int, str] = {
@@ -76,6 +76,49 @@ _MIGRATIONS: dict[int, str] = {
     2: """
     ALTER TABLE executions ADD COLUMN resumes INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX executions_by_workflow ON executions (workflow_id, created_at);
+    """,
+    # A `paused` status (the CHECK constraint changes, so the table is rebuilt), the
+    # lease of the process running an execution, cross-process cancel requests, and
+    # the outcomes of rollback steps.
+    3: """
+    CREATE TABLE executions_v3 (
+        execution_id TEXT PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        snapshot TEXT NOT NULL,
+        initial_data BLOB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN
+            ('pending', 'running', 'paused', 'completed', 'failed', 'cancelled')),
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        finished_at REAL,
+        error TEXT,
+        error_code TEXT,
+        data BLOB,
+        resumes INTEGER NOT NULL DEFAULT 0,
+        owner TEXT,
+        lease_until REAL,
+        cancel_requested TEXT
+    );
+    INSERT INTO executions_v3 (execution_id, workflow_id, snapshot, initial_data, status,
+        created_at, updated_at, finished_at, error, error_code, data, resumes)
+        SELECT execution_id, workflow_id, snapshot, initial_data, status, created_at,
+        updated_at, finished_at, error, error_code, data, resumes FROM executions;
+    DROP TABLE executions;
+    ALTER TABLE executions_v3 RENAME TO executions;
+    CREATE INDEX executions_by_status ON executions (status, created_at);
+    CREATE INDEX executions_by_workflow ON executions (workflow_id, created_at);
+    CREATE INDEX executions_by_owner ON executions (owner) WHERE owner IS NOT NULL;
+    CREATE TABLE compensations (
+        execution_id TEXT NOT NULL REFERENCES executions,
+        step_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT,
+        error_code TEXT,
+        started_at REAL,
+        finished_at REAL,
+        PRIMARY KEY (execution_id, step_id)
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -174,11 +217,27 @@ def apply_changes(con: sqlite3.Connection, changes: Sequence[Change]) -> None:
             )  # fmt: skip
             payload = {"error": f["error"], "reason": f["reason"]}
             event(con, ex, step, None, _STEP_EVENTS[f["status"]], payload, ts)
+        elif kind == "execution_state":
+            con.execute(
+                "UPDATE executions SET status = ?, updated_at = ? WHERE execution_id = ?",
+                (f["status"], ts, ex),
+            )
+            kind_name = "ExecutionPaused" if f["status"] == "paused" else "ExecutionRunning"
+            event(con, ex, None, None, kind_name, None, ts)
+        elif kind == "compensation_ended":
+            con.execute(
+                "INSERT INTO compensations (execution_id, step_id, status, attempts, error,"
+                " error_code, started_at, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (ex, step, f["status"], f["attempts"], f["error"], f["error_code"],
+                 f["started_at"], f["finished_at"]),
+            )  # fmt: skip
+            payload = {"status": f["status"], "error": f["error"]}
+            event(con, ex, step, f["attempts"], "CompensationEnded", payload, ts)
         else:
             assert kind == "execution_finished", kind
             con.execute(
                 "UPDATE executions SET status = ?, error = ?, error_code = ?, data = ?,"
-                " updated_at = ?, finished_at = ? WHERE execution_id = ?",
+                " updated_at = ?, finished_at = ?, lease_until = NULL WHERE execution_id = ?",
                 (f["status"], f["error"], f["error_code"], f["data"], ts, ts, ex),
             )
             kind_name = "Execution" + f["status"].capitalize()

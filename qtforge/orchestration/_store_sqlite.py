@@ -20,7 +20,15 @@ import anyio
 import anyio.to_thread
 
 from .._errors import PluginErrorCode
-from ._store import Change, ExecutionStore, JSONSerializer, Serializer, StoreError, crash_point
+from ._store import (
+    Change,
+    ExecutionStore,
+    JSONSerializer,
+    Serializer,
+    StoreError,
+    crash_point,
+    lease_held,
+)
 from ._store_schema import APPLICATION_ID, SCHEMA_VERSION, apply_changes, event, migrate, rows
 
 __all__ = ["MemoryStore", "SQLiteStore"]
@@ -44,6 +52,9 @@ class SQLiteStore(ExecutionStore):
             default), so that an attempt cut short by a crash is recorded as
             ``abandoned``; ``False`` commits it with the step's outcome instead, one
             transaction per step rather than two (about half the store's cost per step).
+        lease: Seconds a process's hold on its running executions lasts without a
+            heartbeat (it renews them about every second). Another process may resume
+            an execution only once its holder's lease has run out.
     """
 
     def __init__(
@@ -54,6 +65,7 @@ class SQLiteStore(ExecutionStore):
         serializer: Serializer | None = None,
         timeout: float = 5.0,
         commit_attempt_starts: bool = True,
+        lease: float = 30.0,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
@@ -62,6 +74,9 @@ class SQLiteStore(ExecutionStore):
         self.serializer = serializer or JSONSerializer()
         self.timeout = timeout
         self.commit_attempt_starts = commit_attempt_starts
+        if not lease > 0:
+            raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
+        self.lease = lease
         self._con: sqlite3.Connection | None = None
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -141,8 +156,8 @@ class SQLiteStore(ExecutionStore):
             if self.path != ":memory:":
                 con.execute("PRAGMA journal_mode=WAL")
             con.execute(f"PRAGMA synchronous={self.synchronous}")
-            con.execute("PRAGMA foreign_keys=ON")
             migrate(con, SCHEMA_VERSION)
+            con.execute("PRAGMA foreign_keys=ON")
         except sqlite3.OperationalError as exc:
             raise _locked_or(exc, self.path) from exc
 
@@ -160,9 +175,10 @@ class SQLiteStore(ExecutionStore):
             now = row["created_at"]
             con.execute(
                 "INSERT INTO executions (execution_id, workflow_id, snapshot, initial_data,"
-                " status, created_at, updated_at) VALUES (?, ?, ?, ?, 'running', ?, ?)",
+                " status, created_at, updated_at, owner, lease_until)"
+                " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?)",
                 (row["execution_id"], row["workflow_id"], row["snapshot"], row["initial_data"],
-                 now, now),
+                 now, now, row["owner"], row["lease_until"]),
             )  # fmt: skip
             con.executemany(
                 "INSERT INTO step_runs (execution_id, step_id, status) VALUES (?, ?, 'pending')",
@@ -176,22 +192,16 @@ class SQLiteStore(ExecutionStore):
         if changes:
             await self._transaction(lambda con: apply_changes(con, changes))
 
-    async def claim(self, execution_id: str) -> dict[str, Any]:
+    async def claim(self, execution_id: str, owner: str, lease_until: float) -> dict[str, Any]:
         def claim(con: sqlite3.Connection) -> None:
-            found = con.execute(
-                "SELECT status FROM executions WHERE execution_id = ?", (execution_id,)
-            ).fetchone()
-            if found is None:
-                raise StoreError(
-                    PluginErrorCode.NotFound, f"no stored execution with id {execution_id!r}"
-                )
-            if found[0] not in ("pending", "running"):
+            now = time.time()
+            found = _unfinished(con, execution_id, "resumed")
+            if found["owner"] != owner and lease_held(found["owner"], found["lease_until"], now):
                 raise StoreError(
                     PluginErrorCode.InvalidState,
-                    f"execution {execution_id!r} has already finished ({found[0]}): "
-                    "only an interrupted execution can be resumed",
+                    f"execution {execution_id!r} is {found['status']} in another process "
+                    f"({found['owner']}): it can be resumed here once that process is gone",
                 )
-            now = time.time()
             con.execute(
                 "UPDATE step_attempts SET status = 'abandoned', finished_at = ?"
                 " WHERE execution_id = ? AND status = 'started'",
@@ -204,8 +214,8 @@ class SQLiteStore(ExecutionStore):
             )
             con.execute(
                 "UPDATE executions SET status = 'running', resumes = resumes + 1,"
-                " updated_at = ? WHERE execution_id = ?",
-                (now, execution_id),
+                " updated_at = ?, owner = ?, lease_until = ? WHERE execution_id = ?",
+                (now, owner, lease_until, execution_id),
             )
             event(con, execution_id, None, None, "ExecutionResumed", None, now)
 
@@ -213,6 +223,41 @@ class SQLiteStore(ExecutionStore):
         loaded = await self.load(execution_id)
         assert loaded is not None
         return loaded
+
+    async def heartbeat(
+        self, owner: str, execution_ids: Sequence[str], lease_until: float
+    ) -> dict[str, str]:
+        def beat(con: sqlite3.Connection) -> dict[str, str]:
+            requests = {}
+            for execution_id in execution_ids:
+                found = con.execute(
+                    "UPDATE executions SET lease_until = ? WHERE execution_id = ?"
+                    " AND owner = ? AND finished_at IS NULL RETURNING cancel_requested",
+                    (lease_until, execution_id, owner),
+                ).fetchone()
+                if found is not None and found[0] is not None:
+                    requests[execution_id] = found[0]
+            return requests
+
+        return await self._transaction(beat)
+
+    async def request_cancel(self, execution_id: str, reason: str) -> bool:
+        def request(con: sqlite3.Connection) -> bool:
+            found = _unfinished(con, execution_id, "cancelled")
+            if found["cancel_requested"] is not None:
+                raise StoreError(
+                    PluginErrorCode.InvalidState,
+                    f"execution {execution_id!r} is already being cancelled",
+                )
+            if not lease_held(found["owner"], found["lease_until"], time.time()):
+                return False
+            con.execute(
+                "UPDATE executions SET cancel_requested = ? WHERE execution_id = ?",
+                (reason, execution_id),
+            )
+            return True
+
+        return await self._transaction(request)
 
     # -- reading ---------------------------------------------------------------------
 
@@ -231,6 +276,11 @@ class SQLiteStore(ExecutionStore):
             execution["attempts"] = rows(
                 con,
                 "SELECT * FROM step_attempts WHERE execution_id = ? ORDER BY started_at, attempt",
+                execution_id,
+            )
+            execution["compensations"] = rows(
+                con,
+                "SELECT * FROM compensations WHERE execution_id = ? ORDER BY started_at",
                 execution_id,
             )
             return execution
@@ -271,6 +321,20 @@ class SQLiteStore(ExecutionStore):
             " ORDER BY created_at, execution_id"
         )
         return await self._run(lambda con: rows(con, query, *params))
+
+
+def _unfinished(con: sqlite3.Connection, execution_id: str, verb: str) -> dict[str, Any]:
+    """The row of a stored execution that has not finished; `StoreError` otherwise."""
+    found = rows(con, "SELECT * FROM executions WHERE execution_id = ?", execution_id)
+    if not found:
+        raise StoreError(PluginErrorCode.NotFound, f"no stored execution with id {execution_id!r}")
+    if found[0]["finished_at"] is not None:
+        raise StoreError(
+            PluginErrorCode.InvalidState,
+            f"execution {execution_id!r} has already finished ({found[0]['status']}): "
+            f"it cannot be {verb}",
+        )
+    return found[0]
 
 
 def _check_file(path: str) -> None:

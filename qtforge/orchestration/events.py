@@ -22,6 +22,8 @@ from ._events import StepStarted as StepStarted
 from ._events import WorkflowCancelled as WorkflowCancelled
 from ._events import WorkflowCompleted as WorkflowCompleted
 from ._events import WorkflowFailed as WorkflowFailed
+from ._events import WorkflowPaused as WorkflowPaused
+from ._events import WorkflowResumed as WorkflowResumed
 from ._events import WorkflowStarted as WorkflowStarted
 
 __all__ = [
@@ -42,5 +44,7 @@ __all__ = [
     "WorkflowCancelled",
     "WorkflowCompleted",
     "WorkflowFailed",
+    "WorkflowPaused",
+    "WorkflowResumed",
     "WorkflowStarted",
 ]
