@@ -376,7 +376,8 @@ async def test_an_old_schema_is_migrated_keeping_its_executions(tmp_path: Path) 
     async with engine(path) as reader:
         assert (await reader.get_workflow_results("done")).value()["data"] == {"value": 5}
         listed = (await reader.find_executions()).value()
-        assert sorted((e["execution_id"], e["resumes"]) for e in listed) == [("cut", 0), ("done", 0)]
+        summaries = sorted((e["execution_id"], e["resumes"]) for e in listed)
+        assert summaries == [("cut", 0), ("done", 0)]
         reader.register_workflow(chain("wf", "inc")).value()
         assert (await reader.resume_workflow("cut")).value() == "cut"
         assert (await reader.get_workflow_results("cut")).value()["data"] == {"value": 5}

@@ -1,12 +1,15 @@
-"""Which process holds a stored execution: leases, cancelling from another process,
-and what the store keeps of pauses and compensations."""
+"""Which process holds a stored execution (leases), cancelling from another process,
+and what the store keeps of pauses and compensations, a crash while compensating too."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -76,7 +79,9 @@ def query(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         con.close()
 
 
-async def interrupted(path: Path, built: Workflow, done: list[str], owner: str, lease: float) -> str:
+async def interrupted(
+    path: Path, built: Workflow, done: list[str], owner: str, lease: float
+) -> str:
     """An execution of `built` recorded as a process would leave it that died after the
     steps in `done` completed, held by `owner` until `lease` (seconds since the epoch)."""
     store = SQLiteStore(path)
@@ -265,7 +270,7 @@ async def test_a_pause_is_kept_in_the_store_and_announced(tmp_path: Path) -> Non
         (await o.pause_workflow(eid)).value()
         plugin.gate.set()
         with anyio.fail_after(PROMPTLY):
-            while (await other.get_workflow_status(eid)).value()["status"] != "paused":
+            while (await other.get_workflow_status(eid)).value()["status"] != "paused":  # noqa: ASYNC110  # another orchestrator's view: polled
                 await anyio.sleep(0.01)
         (await o.resume_workflow(eid)).value()
         kinds = []
@@ -282,7 +287,12 @@ async def test_a_pause_is_kept_in_the_store_and_announced(tmp_path: Path) -> Non
         "workflow.completed",
     ]
     logged = [kind for (kind,) in query(db, "SELECT type FROM events WHERE step_id IS NULL")]
-    assert logged == ["ExecutionStarted", "ExecutionPaused", "ExecutionRunning", "ExecutionCompleted"]
+    assert logged == [
+        "ExecutionStarted",
+        "ExecutionPaused",
+        "ExecutionRunning",
+        "ExecutionCompleted",
+    ]
 
 
 async def test_compensation_outcomes_are_stored_and_read_back(tmp_path: Path) -> None:
@@ -301,3 +311,86 @@ async def test_compensation_outcomes_are_stored_and_read_back(tmp_path: Path) ->
     assert status["compensations"] == {"b": "completed", "a": "completed"}
     times = query(db, "SELECT started_at <= finished_at FROM compensations")
     assert times == [(1,), (1,)]
+
+
+SAGA_CHILD = r"""
+import os, signal, sys
+from qtforge import PluginManager
+from qtforge.orchestration import PluginOrchestrator, StepContext, Workflow, WorkflowStep
+
+db, log, command = sys.argv[1:4]
+
+class Saga:
+    plugin_id = "saga"
+
+    def _log(self, line):
+        with open(log, "a") as file:
+            file.write(line + "\n")
+
+    async def do(self, context: StepContext) -> dict:
+        self._log(f"do {context.step_id}")
+        return {context.step_id: "done"}
+
+    async def boom(self) -> None:
+        raise RuntimeError("boom")
+
+    async def undo(self, context: StepContext) -> None:
+        self._log(f"undo {context.step_id}")
+        if os.environ.get("KILL_IN") == context.step_id:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+manager = PluginManager()
+manager.register_plugin(Saga()).value()
+workflow = Workflow("saga")
+for step_id, method, deps in (("a", "do", []), ("b", "do", ["a"]), ("c", "boom", ["b"])):
+    workflow.add_step(WorkflowStep(step_id, "saga", method, dependencies=deps))
+for step_id in ("a", "b"):
+    workflow.add_rollback_step(step_id, WorkflowStep(f"undo-{step_id}", "saga", "undo"))
+with PluginOrchestrator(manager, store=db) as orchestrator:
+    if command == "start":
+        orchestrator.register_workflow(workflow).value()
+        orchestrator.execute_workflow("saga").value()
+    else:
+        orchestrator.resume_workflow(command).value()
+"""
+
+
+def test_a_crash_while_compensating_is_resumed_by_compensating_the_rest(
+    tmp_path: Path,
+) -> None:
+    """A process killed during a rollback step leaves the execution failed but unfinished;
+    resuming it runs the interrupted rollback again and the remaining ones, and none of
+    the workflow's steps, nor a rollback that had ended."""
+    db, log = tmp_path / "runs.db", tmp_path / "calls.log"
+
+    def child(command: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", SAGA_CHILD, str(db), str(log), command],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    killed = child("start", KILL_IN="undo-a")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert query(db, "PRAGMA integrity_check") == [("ok",)]
+    (eid, status, finished), = query(db, "SELECT execution_id, status, finished_at FROM executions")
+    assert (status, finished) == ("failed", None)
+    resumed = child(eid)
+    assert resumed.returncode == 0, resumed.stderr
+    calls = log.read_text().splitlines()
+    assert calls == ["do a", "do b", "undo undo-b", "undo undo-a", "undo undo-a"]
+    assert query(db, "SELECT status, error_code, finished_at IS NOT NULL FROM executions") == [
+        ("failed", "ExecutionFailed", 1)
+    ]
+    assert query(db, "SELECT step_id, status, attempts FROM compensations ORDER BY 1") == [
+        ("a", "completed", 1),
+        ("b", "completed", 1),
+    ]
+    assert query(db, "SELECT step_id, status FROM step_runs ORDER BY 1") == [
+        ("a", "completed"),
+        ("b", "completed"),
+        ("c", "failed"),
+    ]

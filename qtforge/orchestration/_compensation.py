@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -32,7 +32,7 @@ from ._records import StepRecord, error_fields
 from ._spec import StepSpec, WorkflowSpec
 from ._workflow import RetryPredicate
 
-__all__ = ["Compensator", "compensation_order"]
+__all__ = ["CompensationRecord", "Compensator", "compensation_order"]
 
 Emit = Callable[..., None]  # (event kind, step index, loop time, **details)
 
@@ -40,7 +40,7 @@ Emit = Callable[..., None]  # (event kind, step index, loop time, **details)
 def compensation_order(spec: WorkflowSpec, records: Sequence[StepRecord]) -> list[int]:
     """The indices of the completed steps that have a rollback step, latest completion
     first. Steps completed at the same instant go in reverse topological order, and
-    steps restored from a store (no completion time) last."""
+    steps without a completion time last."""
     done = [index for index in spec.rollbacks if records[index].status is StepStatus.Completed]
 
     def completion(index: int) -> tuple[float, int]:
@@ -55,10 +55,12 @@ class CompensationRecord:
 
     __slots__ = ("attempts", "error", "finished_at", "started_at", "status")
 
-    def __init__(self) -> None:
-        self.status = "pending"
-        self.attempts = 0
-        self.error: PluginError | None = None
+    def __init__(
+        self, status: str = "pending", attempts: int = 0, error: PluginError | None = None
+    ) -> None:
+        self.status = status
+        self.attempts = attempts
+        self.error = error
         self.started_at: float | None = None  # loop time
         self.finished_at: float | None = None
 
@@ -79,6 +81,7 @@ class Compensator:
         rng: random.Random,
         now: Callable[[], float],
         emit: Emit,
+        ended: Callable[[int, CompensationRecord], Awaitable[None]],
     ) -> None:
         self._calls = calls
         self._spec = spec
@@ -88,16 +91,26 @@ class Compensator:
         self._rng = rng
         self._now = now
         self._emit = emit
+        self._ended = ended
         self.outcomes: dict[str, CompensationRecord] = {}
 
-    async def run(self) -> None:
-        """Compensate every completed step that has a rollback, latest first; shielded."""
-        order = compensation_order(self._spec, self._records)
+    async def run(self, done: Mapping[str, CompensationRecord]) -> None:
+        """Compensate every completed step that has a rollback, latest first, but those
+        in `done` (their rollbacks ended before a resume); shielded. `ended` is awaited
+        after each rollback step ends."""
+        self.outcomes = dict(done)
+        steps = self._spec.steps
+        order = [
+            index
+            for index in compensation_order(self._spec, self._records)
+            if steps[index].step_id not in done
+        ]
         for index in order:
-            self.outcomes[self._spec.steps[index].step_id] = CompensationRecord()
+            self.outcomes[steps[index].step_id] = CompensationRecord()
         with anyio.CancelScope(shield=True):
             for index in order:
                 await self._compensate(index)
+                await self._ended(index, self.outcomes[steps[index].step_id])
 
     def statuses(self) -> dict[str, str]:
         return {step_id: record.status for step_id, record in self.outcomes.items()}

@@ -11,8 +11,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._errors import Expected, PluginError, PluginErrorCode
+from ._compensation import CompensationRecord
 from ._execution import Execution
 from ._fileproblems import WorkflowFileError
+from ._model import StepStatus
+from ._records import ExecutionStatus, StoredStep
 from ._spec import WorkflowSpec, to_workflow, validate_workflow
 from ._store import ExecutionStore, Journal, StoreError
 from ._store_sqlite import SQLiteStore
@@ -104,17 +107,41 @@ async def resume(
     steps = row["steps"]
     execution.restore(
         {
-            step_id: serializer.loads(step["result"])
+            step_id: StoredStep(
+                StepStatus(step["status"]),
+                None if step["result"] is None else serializer.loads(step["result"]),
+                step["attempts"],
+                _stored_error(step),
+                step["reason"],
+                step["started_at"],
+                step["finished_at"],
+            )
             for step_id, step in steps.items()
-            if step["status"] == "completed"
+            if step["status"] not in ("pending", "running")
         }
     )
+    if row["status"] in ("failed", "cancelled"):
+        execution.restore_ending(
+            ExecutionStatus(row["status"]),
+            _stored_error(row),
+            {
+                done["step_id"]: CompensationRecord(
+                    done["status"], done["attempts"], _stored_error(done)
+                )
+                for done in row["compensations"]
+            },
+        )
     base = {step_id: step["attempts"] for step_id, step in steps.items()}
-    for index, step in enumerate(spec.steps):
-        if steps[step.step_id]["status"] == "completed":
-            execution.records[index].attempts = base[step.step_id]
     execution.journal = Journal(store, execution_id, [s.step_id for s in spec.steps], base)
     return Expected.ok(execution)
+
+
+def _stored_error(row: Mapping[str, Any]) -> PluginError | None:
+    """The error a stored row records, as the `PluginError` it was."""
+    if row["error"] is None:
+        return None
+    code = PluginErrorCode.__members__.get(row["error_code"], PluginErrorCode.UnknownError)
+    return PluginError(code, row["error"])
 
 
 def _rebuild(

@@ -22,7 +22,7 @@ import asyncio
 import heapq
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -32,13 +32,14 @@ import sniffio
 from .._errors import PluginError, PluginErrorCode
 from . import _events as ev
 from ._calls import StepCalls
-from ._compensation import Compensator
+from ._compensation import CompensationRecord, Compensator
 from ._dataflow import DataFlow, contribution
 from ._deadlines import Deadlines, Lane
 from ._model import ExecutionMode, StepStatus
 from ._records import (
     ExecutionStatus,
     StepRecord,
+    StoredStep,
     Timeline,
     duration_ms,
     error_fields,
@@ -134,27 +135,49 @@ class Execution:
         self._debug = engine._debug_logging()
         self.journal: Journal | None = None  # set by the engine when it has a store
         self._compensator: Compensator | None = None
+        self._compensated: Mapping[str, CompensationRecord] | None = None  # restore_ending
 
-    def restore(self, completed: Mapping[str, Any]) -> None:
-        """Resuming: take the steps in `completed` (step id -> stored result) as done,
-        their results feeding their dependents, before `run`."""
+    def restore(self, stored: Mapping[str, StoredStep]) -> None:
+        """Resuming, before `run`: take the steps in `stored` as they ended. Completed
+        ones feed their results to their dependents; the others (an execution cut short
+        while compensating) keep their final status."""
         spec = self.spec
+        loop = self.timeline.loop
         for index in spec.order:
             step = spec.steps[index]
-            if step.step_id not in completed:
+            found = stored.get(step.step_id)
+            if found is None:
                 continue
-            result = completed[step.step_id]
-            self._flow.inputs(index)  # what it passes on to its dependents
-            self.records[index].result = result
-            self._flow.record(index, contribution(step.step_id, result))
-            self._counts[StepStatus.Completed] += 1
+            record = self.records[index]
+            record.status = found.status
+            record.attempts = found.attempts
+            record.error = found.error
+            record.reason = found.reason
+            record.started_at = loop(found.started_at)
+            record.finished_at = loop(found.finished_at)
+            if found.status is StepStatus.Completed:
+                self._flow.inputs(index)  # what it passes on to its dependents
+                record.result = found.result
+                self._flow.record(index, contribution(step.step_id, found.result))
+                for dependent in spec.dependents[index]:
+                    self._waiting[dependent] -= 1
+                    self._completed_deps[dependent] += 1
+            self._counts[found.status] += 1
             self._finished += 1
-            self.records[index].status = StepStatus.Completed
-            self._step_statuses[step.step_id] = StepStatus.Completed.value
-            for dependent in spec.dependents[index]:
-                self._waiting[dependent] -= 1
-                self._completed_deps[dependent] += 1
+            self._step_statuses[step.step_id] = found.status.value
             self._waiting[index] = -1  # never reaches 0 again: never made ready again
+
+    def restore_ending(
+        self,
+        status: ExecutionStatus,
+        error: PluginError | None,
+        compensated: Mapping[str, CompensationRecord],
+    ) -> None:
+        """Resuming an execution cut short while compensating: `run` will only run the
+        rollback steps not in `compensated` (those that ended), then finish `status`."""
+        self.status = status
+        self.error = error
+        self._compensated = compensated
 
     # -- reading ---------------------------------------------------------------------
 
@@ -255,6 +278,10 @@ class Execution:
         coming from outside (which also ends the execution ``cancelled``)."""
         now = self._now()
         self.started_at = now
+        if self._compensated is not None:  # resumed while it was compensating
+            self.data = self._flow.final_data()
+            await self._conclude()
+            return
         self.status = ExecutionStatus.Running
         self._emit(ev.WorkflowStarted, None, now, total_steps=len(self.records))
         self._log.info("workflow.started", total_steps=len(self.records))
@@ -309,21 +336,26 @@ class Execution:
             engine._rng,
             self._now,
             self._emit,
+            self._compensation_ended,
         )
-        await self._compensator.run()
-        journal = self.journal
-        if journal is not None:
+        if self.journal is not None:  # a resume after a crash compensates, not re-runs
+            await self._record(self.journal.ending(self.status.value, self.error))
+        await self._compensator.run(self._compensated or {})
+
+    async def _compensation_ended(self, index: int, record: CompensationRecord) -> None:
+        if self.journal is not None:
             wall = self.timeline.wall
-            spec_index = self.spec.index
-            for step_id, record in self._compensator.outcomes.items():
-                journal.compensation_ended(
-                    spec_index[step_id],
-                    record.status,
-                    record.attempts,
-                    record.error,
-                    None if record.started_at is None else wall(record.started_at),
-                    None if record.finished_at is None else wall(record.finished_at),
-                )
+            assert record.started_at is not None
+            assert record.finished_at is not None
+            change = self.journal.compensation_ended(
+                index,
+                record.status,
+                record.attempts,
+                record.error,
+                wall(record.started_at),
+                wall(record.finished_at),
+            )
+            await self._record(change)
 
     async def _paused(self) -> None:
         """Nothing runs and no step may start: wait (as ``paused``) for `resume`."""
@@ -344,22 +376,22 @@ class Execution:
 
     async def _record_state(self) -> None:
         """Write the status (paused, or running again) to the store, if there is one."""
-        if self.journal is None:
-            return
+        if self.journal is not None:
+            await self._record(self.journal.state_changed(self.status.value))
+
+    async def _record(self, write: Awaitable[None]) -> None:
+        """Await a store write, shielded; a failure is logged: the store lags behind."""
         with anyio.CancelScope(shield=True):
             try:
-                await self.journal.state_changed(self.status.value)
-            except PluginError as unrecorded:  # the store lags behind; the pause stands
+                await write
+            except PluginError as unrecorded:
                 self._log.error("store.write_failed", error=str(unrecorded))
 
     async def _settled(self) -> None:
         """The final status is known: write it to the store, then tell the waiters."""
         try:
             if self.journal is not None:
-                with anyio.CancelScope(shield=True):
-                    await self.journal.finished(self.status.value, self.error, self.data)
-        except PluginError as unrecorded:  # the outcome stands; the store lags behind it
-            self._log.error("store.write_failed", error=str(unrecorded))
+                await self._record(self.journal.finished(self.status.value, self.error, self.data))
         finally:
             self.done.set()
             self._engine._execution_finished(self)

@@ -10,10 +10,12 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+
 from .._errors import PluginError
 from ._model import StepStatus
 
-__all__ = ["ExecutionStatus", "StepRecord", "Timeline", "error_fields"]
+__all__ = ["ExecutionStatus", "StepRecord", "StoredStep", "Timeline", "error_fields"]
 
 
 class ExecutionStatus(enum.StrEnum):
@@ -50,6 +52,19 @@ class StepRecord:
         self.progress = 0.0
 
 
+@attrs.frozen
+class StoredStep:
+    """A step as the store recorded it, for resuming (times: seconds since the epoch)."""
+
+    status: StepStatus
+    result: Any
+    attempts: int
+    error: PluginError | None
+    reason: str | None
+    started_at: float | None
+    finished_at: float | None
+
+
 class Timeline:
     """Turns loop times into wall-clock ISO 8601 strings, anchored at one instant.
 
@@ -65,6 +80,10 @@ class Timeline:
     def wall(self, loop_time: float) -> float:
         """Seconds since the epoch at `loop_time`."""
         return self._wall0 + (loop_time - self._loop0)
+
+    def loop(self, wall_time: float | None) -> float | None:
+        """The loop time at `wall_time` (seconds since the epoch), the inverse of `wall`."""
+        return None if wall_time is None else self._loop0 + (wall_time - self._wall0)
 
     def iso(self, loop_time: float | None) -> str | None:
         if loop_time is None:

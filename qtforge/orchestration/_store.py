@@ -266,8 +266,7 @@ class Journal:
                 index,
                 status=status,
                 attempts=self._base.get(self._step_ids[index], 0) + attempts,
-                error=_text(error),
-                error_code=None if error is None else error.code.name,
+                **_error(error),
                 reason=reason,
             )
         )
@@ -276,26 +275,30 @@ class Journal:
         """The execution is now ``paused``, or ``running`` again."""
         await self._flush(self._change("execution_state", None, status=status))
 
-    def compensation_ended(
+    async def ending(self, status: str, error: PluginError | None) -> None:
+        """The execution ends `status` once its rollback steps have run: a crash
+        before then is resumed by running the rest of them, not its steps."""
+        await self._flush(self._change("execution_ending", None, status=status, **_error(error)))
+
+    async def compensation_ended(
         self,
         index: int,
         status: str,
         attempts: int,
         error: PluginError | None,
-        started: float | None,
-        ended: float | None,
+        started: float,
+        ended: float,
     ) -> None:
         """The rollback step of step `index` ended (times: seconds since the epoch)."""
-        self._pending.append(
+        await self._flush(
             self._change(
                 "compensation_ended",
                 index,
                 status=status,
                 attempts=attempts,
-                error=_text(error),
-                error_code=None if error is None else error.code.name,
                 started_at=started,
                 finished_at=ended,
+                **_error(error),
             )
         )
 
@@ -309,11 +312,15 @@ class Journal:
                 "execution_finished",
                 None,
                 status=status,
-                error=_text(error),
-                error_code=None if error is None else error.code.name,
+                **_error(error),
                 data=blob,
             )
         )
+
+
+def _error(error: PluginError | None) -> dict[str, str | None]:
+    """The ``error`` and ``error_code`` fields of a change."""
+    return {"error": _text(error), "error_code": None if error is None else error.code.name}
 
 
 def _text(error: PluginError | None) -> str | None:

@@ -224,6 +224,13 @@ def apply_changes(con: sqlite3.Connection, changes: Sequence[Change]) -> None:
             )
             kind_name = "ExecutionPaused" if f["status"] == "paused" else "ExecutionRunning"
             event(con, ex, None, None, kind_name, None, ts)
+        elif kind == "execution_ending":
+            con.execute(
+                "UPDATE executions SET status = ?, error = ?, error_code = ?, updated_at = ?"
+                " WHERE execution_id = ?",
+                (f["status"], f["error"], f["error_code"], ts, ex),
+            )
+            event(con, ex, None, None, "ExecutionCompensating", {"error": f["error"]}, ts)
         elif kind == "compensation_ended":
             con.execute(
                 "INSERT INTO compensations (execution_id, step_id, status, attempts, error,"

@@ -207,15 +207,19 @@ class SQLiteStore(ExecutionStore):
                 " WHERE execution_id = ? AND status = 'started'",
                 (now, execution_id),
             )
+            if found["status"] in ("failed", "cancelled"):  # cut short while compensating
+                status = found["status"]
+            else:
+                status = "running"
+                con.execute(
+                    "UPDATE step_runs SET status = 'pending' WHERE execution_id = ?"
+                    " AND status != 'completed'",
+                    (execution_id,),
+                )
             con.execute(
-                "UPDATE step_runs SET status = 'pending' WHERE execution_id = ?"
-                " AND status != 'completed'",
-                (execution_id,),
-            )
-            con.execute(
-                "UPDATE executions SET status = 'running', resumes = resumes + 1,"
+                "UPDATE executions SET status = ?, resumes = resumes + 1,"
                 " updated_at = ?, owner = ?, lease_until = ? WHERE execution_id = ?",
-                (now, owner, lease_until, execution_id),
+                (status, now, owner, lease_until, execution_id),
             )
             event(con, execution_id, None, None, "ExecutionResumed", None, now)
 
