@@ -19,7 +19,7 @@ import pytest
 from plugins_for_tests import manager_with, start, statuses, step, workflow
 
 from qtforge import PluginErrorCode
-from qtforge.orchestration import AsyncPluginOrchestrator, StepContext, Workflow
+from qtforge.orchestration import AsyncPluginOrchestrator, PluginOrchestrator, StepContext, Workflow
 from qtforge.orchestration import events as ev
 from qtforge.orchestration._store import Journal
 from qtforge.store import SQLiteStore
@@ -393,4 +393,20 @@ def test_a_crash_while_compensating_is_resumed_by_compensating_the_rest(
         ("a", "completed"),
         ("b", "completed"),
         ("c", "failed"),
+    ]
+
+
+def test_the_blocking_facade_cancels_an_interrupted_stored_execution(tmp_path: Path) -> None:
+    """A fresh `PluginOrchestrator` on the store cancels an interrupted execution as its
+    first call, and the store records it cancelled once the facade has closed."""
+    db = tmp_path / "runs.db"
+    built = workflow("plain", step("a", "do", plugin="saga"), step("b", "do", plugin="saga"))
+    eid = anyio.run(interrupted, db, built, ["a"], "elsewhere/1/x", time.time() - 1)
+    with PluginOrchestrator(manager_with(), store=db) as facade:
+        asked = facade.cancel_workflow(eid)
+    assert asked.has_value()
+    assert query(db, "SELECT status FROM executions") == [("cancelled",)]
+    assert query(db, "SELECT step_id, status FROM step_runs ORDER BY 1") == [
+        ("a", "completed"),
+        ("b", "cancelled"),
     ]

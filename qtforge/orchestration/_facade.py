@@ -195,9 +195,13 @@ class PluginOrchestrator(WorkflowRegistry):
         return result
 
     def cancel_workflow(self, execution_id: str) -> Expected[None, PluginError]:
-        """Cancel a running execution (see `AsyncPluginOrchestrator.cancel_workflow`)."""
+        """Cancel a running execution (see `AsyncPluginOrchestrator.cancel_workflow`);
+        with a store, one run by another process or interrupted too."""
         result: Expected[None, PluginError] = self._call(
-            execution_id, self._engine.cancel_workflow, execution_id, start=False
+            execution_id,
+            self._engine.cancel_workflow,
+            execution_id,
+            start=self._engine.store is not None,
         )
         return result
 
