@@ -428,7 +428,8 @@ async def test_a_full_store_fails_the_execution_cleanly_and_keeps_the_file_intac
 ) -> None:
     """When the store cannot record a step's result (a full disk), that step fails with
     ResourceExhausted and so does the execution; the blocking execute still returns its
-    id, and the file passes its integrity check."""
+    id, the file passes its integrity check, and the store keeps the execution
+    unfinished, so that it is resumed once there is room again."""
     path = tmp_path / "runs.db"
     store = SQLiteStore(str(path))
     async with engine(store, Bulky()) as orchestrator:
@@ -436,8 +437,19 @@ async def test_a_full_store_fails_the_execution_cleanly_and_keeps_the_file_intac
         orchestrator.register_workflow(chain("full", "inc", "bulky")).value()
         execution_id = (await orchestrator.execute_workflow("full", {"value": 1})).value()
         status = (await orchestrator.get_workflow_status(execution_id)).value()
+        stored = rows(path, "SELECT status, finished_at FROM executions")
+        await fill_up(store, 10_000)
+        resumed = await orchestrator.resume_workflow(execution_id)
+        results = (await orchestrator.get_workflow_results(execution_id)).value()
     assert (status["status"], status["error_code"]) == ("failed", "ResourceExhausted")
     assert status["steps"] == {"s0": "completed", "s1": "failed"}
+    assert stored == [("running", None)]
+    assert resumed.value() == execution_id
+    assert results["status"] == "completed"
+    assert rows(path, "SELECT step_id, attempts FROM step_runs ORDER BY 1") == [
+        ("s0", 1),
+        ("s1", 2),
+    ]
     assert rows(path, "PRAGMA integrity_check") == [("ok",)]
 
 

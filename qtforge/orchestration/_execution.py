@@ -136,6 +136,7 @@ class Execution:
         self.journal: Journal | None = None  # set by the engine when it has a store
         self._compensator: Compensator | None = None
         self._compensated: Mapping[str, CompensationRecord] | None = None  # restore_ending
+        self._store_lost = False  # see `_store_failed`
 
     def restore(self, stored: Mapping[str, StoredStep]) -> None:
         """Resuming, before `run`: take the steps in `stored` as they ended. Completed
@@ -324,6 +325,8 @@ class Execution:
     async def _compensate(self) -> None:
         """A failed or cancelled execution runs its rollback steps (``_compensation.py``)."""
         if not self.spec.rollbacks or self.status is ExecutionStatus.Completed:
+            return
+        if self._store_lost:  # resuming it will carry on instead
             return
         calls = StepCalls(self._engine, self.spec, self.id, _no_progress)
         engine = self._engine
@@ -752,8 +755,12 @@ class Execution:
 
     def _store_failed(self, index: int, step: StepSpec, failure: PluginError) -> None:
         """The store could not record step `index` (a full disk, say): the execution
-        cannot go on durably, so the step fails and so does the execution, whatever
-        the step's criticality."""
+        cannot go on durably, so it stops as a crash would stop it. Here the step and
+        the execution fail with the store's error, whatever the step's criticality, and
+        nothing is compensated; the store, written no more, keeps it unfinished, to be
+        resumed once it works again."""
+        self.journal = None
+        self._store_lost = True
         self._fail(index, step, failure)
         if self.error is None:
             self.error = PluginError(
