@@ -3,98 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
+from _crash import STEPS, child, query, uninterrupted_data
 
 from qtforge import PluginManager
-from qtforge.orchestration import PluginOrchestrator, StepContext, Workflow, WorkflowStep
-
-STEPS = 6
-
-CHILD = r"""
-import json, os, signal, sys
-from qtforge import PluginManager
-from qtforge.orchestration import PluginOrchestrator, StepContext, Workflow, WorkflowStep
-
-db, log, backend, command = sys.argv[1:5]
-
-class Steps:
-    plugin_id = "steps"
-
-    async def inc(self, value: int, context: StepContext) -> dict:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        os.write(fd, f"{context.step_id} {context.idempotency_key}\n".encode())
-        os.close(fd)
-        if os.environ.get("KILL_IN_STEP") == context.step_id:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return {"value": value + 1, context.step_id: value}
-
-manager = PluginManager()
-manager.register_plugin(Steps()).value()
-workflow = Workflow("crashy")
-for i in range(int(os.environ["STEPS"])):
-    deps = [f"s{i - 1}"] if i else []
-    workflow.add_step(WorkflowStep(f"s{i}", "steps", "inc", dependencies=deps))
-with PluginOrchestrator(manager, backend=backend, store=db) as orchestrator:
-    if command == "start":
-        orchestrator.register_workflow(workflow).value()
-        eid = orchestrator.execute_workflow("crashy", {"value": 0}).value()
-    else:
-        eid = orchestrator.resume_workflow(command).value()
-    print(json.dumps(orchestrator.get_workflow_results(eid).value()["data"]))
-"""
-
-
-def child(
-    db: Path, log: Path, backend: str, command: str, **env: str
-) -> subprocess.CompletedProcess[str]:
-    """Run the child orchestrator; `env` adds crash settings."""
-    return subprocess.run(
-        [sys.executable, "-c", CHILD, str(db), str(log), backend, command],
-        env={**os.environ, "STEPS": str(STEPS), **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-def uninterrupted_data() -> dict[str, Any]:
-    """The final data of the same workflow run in memory, without a store."""
-
-    class Steps:
-        plugin_id = "steps"
-
-        async def inc(self, value: int, context: StepContext) -> dict[str, int]:
-            return {"value": value + 1, context.step_id: value}
-
-    manager = PluginManager()
-    manager.register_plugin(Steps()).value()
-    workflow = Workflow("crashy")
-    for i in range(STEPS):
-        deps = [f"s{i - 1}"] if i else []
-        workflow.add_step(WorkflowStep(f"s{i}", "steps", "inc", dependencies=deps))
-    with PluginOrchestrator(manager) as orchestrator:
-        orchestrator.register_workflow(workflow).value()
-        eid = orchestrator.execute_workflow("crashy", {"value": 0}).value()
-        data: dict[str, Any] = orchestrator.get_workflow_results(eid).value()["data"]
-    return data
-
+from qtforge.orchestration import PluginOrchestrator, StepContext
 
 # Each point: (crash env, steps the store had completed at the kill, step run twice).
 # Transactions are numbered from 1: the execution's creation, then per step one for its
