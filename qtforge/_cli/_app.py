@@ -1,62 +1,48 @@
-"""The ``qtforge`` commands: run, validate, graph and plugins.
+"""The ``qtforge`` commands: run, validate, graph and plugins here; history, status,
+resume and cancel (against a store) in ``_stored.py``.
 
-Exit statuses: 0 success; 1 a failed workflow or an invalid file (``validate``);
-2 bad input to ``run`` or ``graph`` (an invalid workflow file, a bad option, as for any
-usage error); 130 a cancelled workflow (Ctrl-C).
+Exit statuses: 0 success; 1 a failed workflow (``run``, ``resume``) or an invalid file
+(``validate``); 2 bad input: an invalid workflow file, a bad option (as for any usage
+error), an unknown execution, one that cannot be resumed or cancelled in its state, or a
+store file that cannot be used (not a qtforge store, a newer schema, locked); 130 a
+cancelled workflow (Ctrl-C, or ``qtforge cancel`` from elsewhere).
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from rich.console import Console
 
 from .. import _graph
+from .._errors import PluginError
 from .._plugins import PluginManager
 from .._version import __version__
 from ..orchestration import Workflow, WorkflowFileError
-from ._display import Display, LineDisplay, LiveDisplay, QuietDisplay, summary_table
-from ._run import EXIT_CANCELLED, EXIT_FAILED, exit_status, run_workflow, to_json
+from ._run import (
+    EXIT_CANCELLED,
+    EXIT_FAILED,
+    EXIT_USAGE,
+    choose_display,
+    engine_warnings_quieted,
+    fail,
+    fail_with_problems,
+    finish,
+    plugin_manager_for,
+    run_workflow,
+    stderr_console,
+    stdout_console,
+)
+from ._stored import cancel, history, read_execution, resume, status, store_option
 
 __all__ = ["main"]
 
-EXIT_USAGE = 2
-
 _FILE = click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-
-
-def _stdout() -> Console:
-    return Console(highlight=False)
-
-
-def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
-
-
-def _plugin_manager(file: Path) -> PluginManager:
-    """The installed entry-point plugins; ``module:attr`` references in the file may also
-    name modules next to it."""
-    folder = str(file.resolve().parent)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return PluginManager(discover=True)
-
-
-def _fail_with_problems(error: WorkflowFileError, status: int) -> NoReturn:
-    console = _stderr()
-    for problem in error.problems:
-        console.print(str(problem), markup=False, soft_wrap=True)
-    count = len(error.problems)
-    console.print(f"{count} problem{'s' if count > 1 else ''} in {error.file}", markup=False)
-    sys.exit(status)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -97,21 +83,6 @@ def _read_data(path: Path | None) -> dict[str, Any]:
     return data
 
 
-@contextlib.contextmanager
-def _engine_warnings_shown_by(display: Display) -> Iterator[None]:
-    """Quiet the engine's warnings (failed steps and workflows) while `display` reports the
-    same events, unless the application set the ``qtforge.engine`` logger's level itself."""
-    log = logging.getLogger("qtforge.engine")
-    if isinstance(display, QuietDisplay) or log.level != logging.NOTSET:
-        yield
-        return
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(logging.NOTSET)
-
-
 @main.command()
 @_FILE
 @click.option(
@@ -128,41 +99,44 @@ def _engine_warnings_shown_by(display: Display) -> Iterator[None]:
     type=click.Path(dir_okay=False, path_type=Path),
     help="A JSON object file: the execution's initial data.",
 )
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Record the execution in this SQLite file (created if missing), for history, "
+    "status, resume and cancel.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print only the results dictionary, as JSON.")
-def run(file: Path, settings: tuple[str, ...], data_file: Path | None, as_json: bool) -> None:
+def run(
+    file: Path,
+    settings: tuple[str, ...],
+    data_file: Path | None,
+    store: Path | None,
+    as_json: bool,
+) -> None:
     """Run the workflow in FILE and show its progress.
 
     A terminal gets live progress bars; a pipe or file gets one line per event. A summary
-    table follows. Exits 0 if the workflow completed, 1 if it failed, 130 if it was
-    cancelled (Ctrl-C cancels it cleanly), 2 for an invalid file or option.
+    table follows, naming the execution when it is recorded in a --store. Exits 0 if the
+    workflow completed, 1 if it failed, 130 if it was cancelled (Ctrl-C cancels it
+    cleanly), 2 for an invalid file, option or store.
     """
     initial_data = {**_read_data(data_file), **_parse_set(settings)}
-    manager = _plugin_manager(file)
+    manager = plugin_manager_for(file)
     try:
         workflow = Workflow.from_file(file, plugin_manager=manager)
     except WorkflowFileError as error:
-        _fail_with_problems(error, EXIT_USAGE)
-    console = _stdout()
-    display: Display
-    if as_json:
-        display = QuietDisplay()
-    elif console.is_terminal:
-        display = LiveDisplay(console, workflow)
-    else:
-        display = LineDisplay(console)
+        fail_with_problems(error, EXIT_USAGE)
+    console = stdout_console()
+    display = choose_display(console, workflow, as_json)
     try:
-        with _engine_warnings_shown_by(display):
-            results = run_workflow(workflow, manager, initial_data, display)
+        with engine_warnings_quieted(not as_json):
+            results = run_workflow(workflow, manager, initial_data, display, store)
     except KeyboardInterrupt:  # before the engine started listening for it
-        _stderr().print("Interrupted.", style="yellow")
+        stderr_console().print("Interrupted.", style="yellow")
         sys.exit(EXIT_CANCELLED)
-    if as_json:
-        click.echo(to_json(results))
-    else:
-        console.print(summary_table(workflow, results))
-        if results.get("error"):
-            console.print(f"Error: {results['error']}", markup=False, style="red")
-    sys.exit(exit_status(results))
+    except PluginError as error:  # it could not start: the store cannot be used
+        fail(error.message)
+    finish(console, workflow, results, as_json, store)
 
 
 # -- validate ------------------------------------------------------------------------
@@ -176,9 +150,9 @@ def validate(file: Path) -> None:
     Lists every problem, each with its line and field, and exits 1 if there is any.
     """
     try:
-        workflow = Workflow.from_file(file, plugin_manager=_plugin_manager(file))
+        workflow = Workflow.from_file(file, plugin_manager=plugin_manager_for(file))
     except WorkflowFileError as error:
-        _fail_with_problems(error, EXIT_FAILED)
+        fail_with_problems(error, EXIT_FAILED)
     count = len(workflow.steps)
     click.echo(
         f"{file}: workflow {workflow.workflow_id!r} is valid "
@@ -190,7 +164,7 @@ def validate(file: Path) -> None:
 
 
 @main.command()
-@_FILE
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -200,19 +174,52 @@ def validate(file: Path) -> None:
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file."
 )
-def graph(file: Path, fmt: str | None, output: Path | None) -> None:
+@click.option(
+    "--execution",
+    "execution_id",
+    metavar="ID",
+    help="Colour the steps by their status in this stored execution (needs --store).",
+)
+@store_option(required=False)
+def graph(
+    file: Path | None,
+    fmt: str | None,
+    output: Path | None,
+    execution_id: str | None,
+    store: Path | None,
+) -> None:
     """Draw the step graph of FILE as Mermaid, Graphviz DOT or SVG.
 
-    Only reads the file: no plugin is loaded.
+    Only reads the file: no plugin is loaded. With --execution ID --store FILE.db the
+    steps are coloured by their status in that execution, and FILE may be left out to
+    draw the workflow recorded with it.
     """
-    try:
-        workflow = Workflow.from_file(file)
-    except WorkflowFileError as error:
-        _fail_with_problems(error, EXIT_USAGE)
+    if (execution_id is None) != (store is None):
+        raise click.UsageError("--execution and --store go together")
+    if file is None and execution_id is None:
+        raise click.UsageError("Missing argument 'FILE' (or give --execution and --store).")
+    workflow = None
+    if file is not None:
+        try:
+            workflow = Workflow.from_file(file)
+        except WorkflowFileError as error:
+            fail_with_problems(error, EXIT_USAGE)
+    statuses = None
+    if execution_id is not None and store is not None:
+        stored, found = read_execution(store, execution_id)
+        statuses = found["steps"]
+        if workflow is None:
+            workflow = stored
+        elif workflow.workflow_id != stored.workflow_id:
+            fail(
+                f"execution {execution_id!r} ran workflow {stored.workflow_id!r}, "
+                f"but {str(file)!r} holds workflow {workflow.workflow_id!r}"
+            )
+    assert workflow is not None
     if fmt is None:
         suffix = output.suffix.lower().lstrip(".") if output else ""
         fmt = {"svg": "svg", "dot": "dot", "gv": "dot"}.get(suffix, "mermaid")
-    text = _graph.render(workflow, fmt)
+    text = _graph.render(workflow, fmt, statuses)
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -275,3 +282,7 @@ def plugins() -> None:
         click.echo(f"{plugin_id}  ({kind.__module__}.{kind.__qualname__})")
         for signature in _methods(plugin):
             click.echo(f"    {signature}")
+
+
+for _command in (history, status, resume, cancel):
+    main.add_command(_command)

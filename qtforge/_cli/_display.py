@@ -3,7 +3,8 @@
 On a terminal, `LiveDisplay` draws rich progress bars: one for the workflow (with its
 ETA) and one for each running step, and prints a line as each step finishes or is
 retried. Anywhere else (a pipe, a file, CI logs) `LineDisplay` prints one plain
-``key=value`` line per event, as it happens. `summary_table` is printed by both.
+``key=value`` line per event, as it happens. `summary_table` is printed by both;
+`styled` and `duration_text` format statuses and durations for the store commands too.
 """
 
 from __future__ import annotations
@@ -33,7 +34,15 @@ from rich.table import Table
 from ..orchestration import Workflow
 from ..orchestration import events as ev
 
-__all__ = ["Display", "LineDisplay", "LiveDisplay", "QuietDisplay", "summary_table"]
+__all__ = [
+    "Display",
+    "LineDisplay",
+    "LiveDisplay",
+    "QuietDisplay",
+    "duration_text",
+    "styled",
+    "summary_table",
+]
 
 _STATUS_STYLES = {
     "completed": "green",
@@ -41,7 +50,15 @@ _STATUS_STYLES = {
     "cancelled": "yellow",
     "skipped": "dim",
     "pending": "dim",
+    "running": "blue",
+    "retrying": "yellow",
+    "paused": "magenta",
 }
+
+
+def styled(status: str) -> str:
+    """`status` as rich markup, coloured by what it means."""
+    return f"[{_STATUS_STYLES.get(status, 'none')}]{escape(status)}[/]"
 
 
 class Display(Protocol):
@@ -149,7 +166,9 @@ class LiveDisplay:
         if isinstance(event, ev.StepFinished | ev.Progress):
             self._progress.update(self._overall, completed=event.progress)
         step = escape(event.step_id or "")
-        if isinstance(event, ev.StepStarted):
+        if isinstance(event, ev.WorkflowStarted):
+            self._print(f"[dim]execution {escape(event.execution_id)}")
+        elif isinstance(event, ev.StepStarted):
             label = f"  {step}" + (f" [dim](attempt {event.attempt})" if event.attempt > 1 else "")
             task = self._steps.get(event.step_id or "")
             if task is None:
@@ -193,7 +212,8 @@ class LiveDisplay:
         self._progress.console.print(text, highlight=False)
 
 
-def _duration(milliseconds: object) -> str:
+def duration_text(milliseconds: object) -> str:
+    """``850 ms`` or ``12.5 s``; empty if `milliseconds` is not a number."""
     if not isinstance(milliseconds, int | float):
         return ""
     return f"{milliseconds:.0f} ms" if milliseconds < 10_000 else f"{milliseconds / 1000:.1f} s"
@@ -202,9 +222,12 @@ def _duration(milliseconds: object) -> str:
 def summary_table(workflow: Workflow, results: Mapping[str, Any]) -> Table:
     """One row per step: status, attempts, duration, and the error if any step has one."""
     status = str(results.get("status"))
-    title = f"{workflow.workflow_id}: {status} in {_duration(results.get('duration_ms'))}"
+    title = f"{workflow.workflow_id}: {status} in {duration_text(results.get('duration_ms'))}"
     table = Table(
-        title=title, title_justify="left", title_style=_STATUS_STYLES.get(status), box=box.SIMPLE
+        title=title,
+        title_justify="left",
+        title_style=_STATUS_STYLES.get(status),
+        box=box.SIMPLE,
     )
     for column in ("Step", "Call", "Status", "Attempts", "Duration"):
         table.add_column(column, no_wrap=True)
@@ -218,9 +241,9 @@ def summary_table(workflow: Workflow, results: Mapping[str, Any]) -> Table:
         cells = [
             escape(step.step_id),
             escape(f"{step.plugin_id}.{step.method_name}"),
-            f"[{_STATUS_STYLES.get(state, 'none')}]{state}",
+            styled(state),
             str(outcome.get("attempts", "")),
-            _duration(outcome.get("duration_ms")),
+            duration_text(outcome.get("duration_ms")),
         ]
         table.add_row(*cells, *([escape(str(outcome.get("error") or ""))] if errors else []))
     return table
