@@ -1,5 +1,5 @@
 """The ``qtforge`` commands: run, validate, graph and plugins here; history, status,
-resume and cancel (against a store) in ``_stored.py``.
+resume and cancel (against a store) in ``_stored.py``; report in ``_report.py``.
 
 Exit statuses: 0 success; 1 a failed workflow (``run``, ``resume``) or an invalid file
 (``validate``); 2 bad input: an invalid workflow file, a bad option (as for any usage
@@ -24,6 +24,7 @@ from .._errors import PluginError
 from .._plugins import PluginManager
 from .._version import __version__
 from ..orchestration import Workflow, WorkflowFileError
+from ._report import report
 from ._run import (
     EXIT_CANCELLED,
     EXIT_FAILED,
@@ -284,5 +285,5 @@ def plugins() -> None:
             click.echo(f"    {signature}")
 
 
-for _command in (history, status, resume, cancel):
+for _command in (history, status, resume, cancel, report):
     main.add_command(_command)
