@@ -53,9 +53,6 @@ def main() -> None:
             "no store (default)": lambda: None,
             "MemoryStore": MemoryStore,
             "SQLiteStore NORMAL": lambda: SQLiteStore(Path(tmp) / f"n{next(counter)}.db"),
-            "SQLiteStore NORMAL, commit_attempt_starts=False": lambda: SQLiteStore(
-                Path(tmp) / f"b{next(counter)}.db", commit_attempt_starts=False
-            ),
             "SQLiteStore FULL": lambda: SQLiteStore(
                 Path(tmp) / f"f{next(counter)}.db", synchronous="FULL"
             ),

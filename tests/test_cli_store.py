@@ -324,12 +324,13 @@ def test_status_of_a_failed_execution(workdir: Path) -> None:
 
 def test_status_of_an_interrupted_execution(interrupted: str) -> None:
     """An execution whose process was killed reads as running, with the step committed
-    before the kill completed and the others pending."""
+    before the kill completed, the next one running (its start is committed with that
+    completion) and the last pending."""
     result = invoke("status", interrupted, "--store", "runs.db")
     assert result.exit_code == 0
     assert result.stdout.splitlines()[0].endswith(": running, 33% (1 of 3 steps finished)")
     found = status_of(interrupted)
-    assert found["steps"] == {"first": "completed", "second": "pending", "third": "pending"}
+    assert found["steps"] == {"first": "completed", "second": "running", "third": "pending"}
 
 
 def test_status_of_an_unknown_execution_exits_2(workdir: Path) -> None:

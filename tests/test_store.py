@@ -387,22 +387,35 @@ async def test_an_old_schema_is_migrated_keeping_its_executions(tmp_path: Path) 
 
 
 @pytest.mark.anyio
-async def test_batched_attempt_starts_record_the_same_rows(tmp_path: Path) -> None:
-    """With ``commit_attempt_starts=False`` attempts and events are recorded all the same."""
+async def test_a_chain_commits_each_completion_with_the_next_attempts_start(
+    tmp_path: Path,
+) -> None:
+    """In a chain, a step's completion and the start of its dependent's attempt share
+    one transaction (one write per step, not two), and the rows and events are those
+    of separate writes."""
     db = tmp_path / "runs.db"
-    async with engine(SQLiteStore(db, commit_attempt_starts=False)) as orchestrator:
-        orchestrator.register_workflow(chain("wf", "inc", "inc")).value()
+    store = SQLiteStore(db)
+    async with engine(store) as orchestrator:
+        writes = 0
+        write = store.write
+
+        async def counted(changes: Any) -> None:
+            nonlocal writes
+            writes += 1
+            await write(changes)
+
+        store.write = counted  # type: ignore[method-assign]
+        orchestrator.register_workflow(chain("wf", "inc", "inc", "inc")).value()
         await orchestrator.execute_workflow("wf", {"value": 0})
+    assert writes == 5  # s0's start, 2 completions with the next start, the last, the end
     assert rows(db, "SELECT step_id, attempt, status FROM step_attempts ORDER BY 1") == [
         ("s0", 1, "succeeded"),
         ("s1", 1, "succeeded"),
+        ("s2", 1, "succeeded"),
     ]
     assert [kind for (kind,) in rows(db, "SELECT type FROM events ORDER BY seq")] == [
         "ExecutionStarted",
-        "AttemptStarted",
-        "StepCompleted",
-        "AttemptStarted",
-        "StepCompleted",
+        *["AttemptStarted", "StepCompleted"] * 3,
         "ExecutionCompleted",
     ]
 

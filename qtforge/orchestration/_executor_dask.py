@@ -22,22 +22,21 @@ end on the worker. Steps that may be retried or cancelled should be idempotent
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import importlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
 import anyio.to_thread
-import sniffio
 
 from .._errors import PluginError, PluginErrorCode
 from ._executors import Executor, StepCall
 from ._logging import get_logger
 from ._shipping import pack, run_shipped, unpack
+from ._threads import event_waker
 
 __all__ = ["DaskExecutor"]
 
@@ -150,7 +149,7 @@ class DaskExecutor(Executor):
 
         key = f"qtforge-{call.step_id}-{call.attempt}-{uuid.uuid4().hex}"
         done = anyio.Event()
-        wake = _waker(done)
+        wake = event_waker(done)
         submitted: list[Any] = []  # the future, as soon as there is one
 
         def submit() -> None:  # in a worker thread: pickling and submitting take time
@@ -216,24 +215,3 @@ def _outcome(future: Any, timeout: float | None) -> bytes | BaseException:
         return exc
     finally:
         future.release()
-
-
-def _waker(event: anyio.Event) -> Callable[[], None]:
-    """A function any thread may call, without blocking, to set `event` on this loop."""
-    if sniffio.current_async_library() == "trio":
-        import trio
-
-        token = trio.lowlevel.current_trio_token()
-
-        def wake_trio() -> None:
-            with contextlib.suppress(trio.RunFinishedError):
-                token.run_sync_soon(event.set)
-
-        return wake_trio
-    loop = asyncio.get_running_loop()
-
-    def wake_asyncio() -> None:
-        with contextlib.suppress(RuntimeError):  # the loop is closed
-            loop.call_soon_threadsafe(event.set)
-
-    return wake_asyncio

@@ -3,9 +3,11 @@
 A store keeps what an execution did so that it can be read back by another process and
 resumed after a crash. The engine talks to it through a `Journal`, one per execution:
 writes that must be durable before the engine moves on (an attempt starts, a step
-completes, the execution ends) are awaited, each one transaction run in a worker
+completes, the execution ends) are awaited, each one transaction run in the store's
 thread and shielded from cancellation; the others (a step failed, was skipped or
 cancelled, an attempt failed) are queued and committed with the next awaited write.
+When a step's completion makes ready the dependent its lane runs next (a chain), that
+dependent's attempt start is committed in the completion's transaction.
 Without a store the engine keeps no journal at all, so the default path costs nothing.
 """
 
@@ -113,10 +115,6 @@ class ExecutionStore(abc.ABC):
     """
 
     serializer: Serializer
-    # True: an attempt's start is committed before the step runs (an attempt cut short
-    # by a crash stays on record, as ``abandoned``); False: it is committed with the
-    # step's outcome, one transaction per step instead of two.
-    commit_attempt_starts: bool = True
     # Seconds a process's claim on its running executions lasts without a heartbeat;
     # another process may resume an execution only once its lease has run out.
     lease: float = 30.0
@@ -186,7 +184,15 @@ class ExecutionStore(abc.ABC):
 class Journal:
     """What one execution writes to the store; used only on the engine's loop."""
 
-    __slots__ = ("_base", "_pending", "_step_ids", "execution_id", "serializer", "store")
+    __slots__ = (
+        "_base",
+        "_pending",
+        "_prestarted",
+        "_step_ids",
+        "execution_id",
+        "serializer",
+        "store",
+    )
 
     def __init__(
         self,
@@ -201,6 +207,9 @@ class Journal:
         self._step_ids = step_ids
         self._base = dict(attempt_base or {})
         self._pending: list[Change] = []
+        # Step index -> the attempt number whose start is already committed (with the
+        # completion of the step that made it ready).
+        self._prestarted: dict[int, int] = {}
 
     def attempt_number(self, index: int, attempt: int) -> int:
         """The stored number of the execution-local `attempt` (resumes continue it)."""
@@ -217,14 +226,16 @@ class Journal:
         batch.extend(changes)
         await self.store.write(batch)
 
+    def _start(self, index: int, number: int) -> Change:
+        key = f"{self.execution_id}/{self._step_ids[index]}"
+        return self._change("attempt_started", index, attempt=number, key=key)
+
     async def attempt_started(self, index: int, attempt: int) -> None:
         number = self.attempt_number(index, attempt)
-        key = f"{self.execution_id}/{self._step_ids[index]}"
-        change = self._change("attempt_started", index, attempt=number, key=key)
-        if self.store.commit_attempt_starts:
-            await self._flush(change)
-        else:
-            self._pending.append(change)
+        if self._prestarted and self._prestarted.pop(index, None) == number:
+            crash_point("attempt_started")  # committed with its dependency's completion
+            return
+        await self._flush(self._start(index, number))
         crash_point("attempt_started")
 
     def encode(self, step_id: str, result: Any) -> bytes:
@@ -239,9 +250,20 @@ class Journal:
                 repr(exc),
             ) from exc
 
-    async def step_completed(self, index: int, attempt: int, blob: bytes) -> None:
+    async def step_completed(
+        self, index: int, attempt: int, blob: bytes, then_start: int | None = None
+    ) -> None:
+        """Commit the step's completion with its result; `then_start`, a dependent this
+        completion makes ready and that runs next, has its first attempt's start
+        committed in the same transaction (its `attempt_started` then writes nothing)."""
         number = self.attempt_number(index, attempt)
-        await self._flush(self._change("step_completed", index, attempt=number, result=blob))
+        completion = self._change("step_completed", index, attempt=number, result=blob)
+        if then_start is None:
+            await self._flush(completion)
+        else:
+            follower = self.attempt_number(then_start, 1)
+            await self._flush(completion, self._start(then_start, follower))
+            self._prestarted[then_start] = follower
         crash_point("step_completed")
 
     def attempt_ended(self, index: int, attempt: int, outcome: str, error: PluginError) -> None:

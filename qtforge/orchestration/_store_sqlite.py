@@ -1,7 +1,7 @@
 """`SQLiteStore`: executions in one SQLite file (stdlib `sqlite3`, WAL mode).
 
-One connection, used by one worker thread at a time (a `CapacityLimiter` of 1); each
-write is ``BEGIN IMMEDIATE; ...; COMMIT`` in a single thread hop, shielded from
+One connection, owned by the store's writer thread (`_store_writer.Writer`); each write
+is ``BEGIN IMMEDIATE; ...; COMMIT`` in one job of that thread, waited for shielded from
 cancellation so that a cancelled step never leaves its write half done. The schema
 carries a version (``PRAGMA user_version``) and an application id; older schemas are
 migrated on open, newer ones and foreign files are refused without being touched.
@@ -16,20 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import anyio
-import anyio.to_thread
-
 from .._errors import PluginErrorCode
-from ._store import (
-    Change,
-    ExecutionStore,
-    JSONSerializer,
-    Serializer,
-    StoreError,
-    crash_point,
-    lease_held,
-)
+from ._store import Change, ExecutionStore, JSONSerializer, Serializer, StoreError, lease_held
 from ._store_schema import APPLICATION_ID, SCHEMA_VERSION, apply_changes, event, migrate, rows
+from ._store_writer import Writer
 
 __all__ = ["MemoryStore", "SQLiteStore"]
 
@@ -48,10 +38,6 @@ class SQLiteStore(ExecutionStore):
             work) or ``"FULL"`` (a crashed *machine* loses none either).
         serializer: Turns step results into bytes (default: `JSONSerializer`).
         timeout: Seconds to wait for a lock held by another process.
-        commit_attempt_starts: Commit each attempt's start before the step runs (the
-            default), so that an attempt cut short by a crash is recorded as
-            ``abandoned``; ``False`` commits it with the step's outcome instead, one
-            transaction per step rather than two (about half the store's cost per step).
         lease: Seconds a process's hold on its running executions lasts without a
             heartbeat (it renews them about every second). Another process may resume
             an execution only once its holder's lease has run out.
@@ -64,7 +50,6 @@ class SQLiteStore(ExecutionStore):
         synchronous: str = "NORMAL",
         serializer: Serializer | None = None,
         timeout: float = 5.0,
-        commit_attempt_starts: bool = True,
         lease: float = 30.0,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
@@ -73,60 +58,52 @@ class SQLiteStore(ExecutionStore):
         self.synchronous = synchronous
         self.serializer = serializer or JSONSerializer()
         self.timeout = timeout
-        self.commit_attempt_starts = commit_attempt_starts
         if not lease > 0:
             raise ValueError(f"lease must be a positive number of seconds, got {lease!r}")
         self.lease = lease
-        self._con: sqlite3.Connection | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._writer: Writer | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r}, synchronous={self.synchronous!r})"
 
     # -- plumbing --------------------------------------------------------------------
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn(connection)`` in the store's worker thread, shielded."""
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(1)
-        con = self._con
-        if con is None:
+    def _open_writer(self) -> Writer:
+        if self._writer is None or self._writer.con is None:
             raise StoreError(PluginErrorCode.InvalidState, f"{self!r} is not open")
-        with anyio.CancelScope(shield=True):
-            result = await anyio.to_thread.run_sync(fn, con, limiter=self._limiter)
-        return result
+        return self._writer
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(connection)`` in the store's writer thread, shielded."""
+        return await self._open_writer().call(fn, transaction=False)
 
     async def _transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def run(con: sqlite3.Connection) -> T:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(con)
-            except BaseException:
-                if con.in_transaction:  # SQLite may have rolled back already (a full disk)
-                    con.execute("ROLLBACK")
-                raise
-            crash_point("in_commit")
-            con.execute("COMMIT")
-            return result
-
+        """Run ``fn(connection)`` in one transaction in the writer thread, shielded."""
         try:
-            return await self._run(run)
+            return await self._open_writer().call(fn, transaction=True)
         except sqlite3.OperationalError as exc:
             raise _locked_or(exc, self.path) from exc
 
     # -- opening ---------------------------------------------------------------------
 
     async def open(self) -> None:
-        if self._con is None:
-            self._limiter = anyio.CapacityLimiter(1)
-            self._con = await anyio.to_thread.run_sync(self._connect, limiter=self._limiter)
+        if self._writer is None:
+            writer = Writer(f"qtforge-store {self.path}")
+
+            def connect(_: sqlite3.Connection | None) -> None:
+                writer.con = self._connect()
+
+            try:
+                await writer.call(connect, transaction=False)
+            except BaseException:
+                await writer.stop()
+                raise
+            self._writer = writer
 
     def _connect(self) -> sqlite3.Connection:
         if self.path != ":memory:":
             _check_file(self.path)
-        con = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=self.timeout
-        )
+        con = sqlite3.connect(self.path, isolation_level=None, timeout=self.timeout)
         try:
             self._prepare(con)
         except BaseException:
@@ -162,11 +139,12 @@ class SQLiteStore(ExecutionStore):
             raise _locked_or(exc, self.path) from exc
 
     async def aclose(self) -> None:
-        con, self._con = self._con, None
-        if con is not None:
-            limiter = self._limiter or anyio.CapacityLimiter(1)
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(con.close, limiter=limiter)
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                await writer.call(lambda con: con.close(), transaction=False)
+            finally:
+                await writer.stop()
 
     # -- writing ---------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import sniffio
 
-__all__ = ["run_in_thread"]
+__all__ = ["event_waker", "run_in_thread"]
 
 # The threads themselves are bounded by the engine's own limiter; anyio's limiter for
 # the call only has to stay out of the way (trio's would otherwise also count threads).
@@ -46,6 +46,18 @@ def _loop_callback_scheduler() -> Callable[..., object]:
     import trio
 
     return trio.lowlevel.current_trio_token().run_sync_soon
+
+
+def event_waker(event: anyio.Event) -> Callable[[], None]:
+    """A function any thread may call, without blocking, to set `event` on the running
+    event loop; once that loop has ended it does nothing (no one waits any more)."""
+    schedule = _loop_callback_scheduler()
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed (trio: RunFinishedError)
+            schedule(event.set)
+
+    return wake
 
 
 async def run_in_thread(
