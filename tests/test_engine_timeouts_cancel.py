@@ -420,3 +420,11 @@ async def test_execute_on_an_orchestrator_never_entered_is_invalid_state() -> No
     executed = await o.execute_workflow("never")
     assert executed.error().code is PluginErrorCode.InvalidState
     assert "async with" in executed.error().message
+
+
+async def test_an_exception_in_the_async_with_body_comes_out_unwrapped() -> None:
+    """What the body of ``async with AsyncPluginOrchestrator()`` raises leaves the block as
+    itself, not inside the orchestrator's task group's ExceptionGroup."""
+    with pytest.raises(LookupError, match="mine"):
+        async with AsyncPluginOrchestrator(manager_with(Probe())):
+            raise LookupError("mine")

@@ -133,22 +133,14 @@ async def open_orchestrator(
     """An orchestrator, recording in the SQLite file `store` if given.
 
     The store is opened first, so that a file that cannot be used (not a qtforge store, a
-    newer schema, locked) raises its `StoreError` here rather than failing every call. A
-    `PluginError` raised in the block is raised again once the orchestrator has closed
-    (not inside an exception group from its task group).
+    newer schema, locked) raises its `StoreError` here rather than failing every call.
     """
     opened = None
     if store is not None:
         opened = SQLiteStore(store)
         await opened.open()
-    failure = None
     async with AsyncPluginOrchestrator(plugin_manager, store=opened) as orchestrator:
-        try:
-            yield orchestrator
-        except PluginError as error:  # raised below, not as an exception group
-            failure = error
-    if failure is not None:
-        raise failure
+        yield orchestrator
 
 
 def stored_workflow(row: Mapping[str, Any]) -> Workflow:

@@ -151,6 +151,10 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         try:
             self._task_group.cancel_scope.cancel()
             return await self._task_group.__aexit__(*exc_info)
+        except BaseExceptionGroup as group:
+            if group.exceptions == (exc_info[1],):  # the body's own: raise it unwrapped
+                return False
+            raise
         finally:
             self._hub.close()
             with anyio.CancelScope(shield=True):
