@@ -283,15 +283,19 @@ async def test_memory_store_records_and_resume_rules_apply() -> None:
 
 async def refused(path: Path, *, unreadable: bool = True, **options: Any) -> PluginErrorCode:
     """Open `path` through an orchestrator; the code of the error execute returns (and,
-    if `unreadable`, listing executions returns too)."""
+    if `unreadable`, listing executions and reading any execution return too)."""
     async with engine(SQLiteStore(path, **options)) as orchestrator:
         orchestrator.register_workflow(chain("wf", "inc")).value()
         started = await orchestrator.execute_workflow("wf", {"value": 0})
         assert not started
         assert isinstance(started.error(), StoreError)
         if unreadable:
-            listed = await orchestrator.find_executions()
-            assert listed.error().code is started.error().code
+            for answer in (
+                await orchestrator.find_executions(),
+                await orchestrator.get_workflow_status("e" * 32),
+                await orchestrator.get_workflow_results("e" * 32),
+            ):
+                assert answer.error().code is started.error().code
         return started.error().code
 
 
@@ -481,3 +485,21 @@ async def test_a_store_too_full_to_record_an_execution_refuses_to_start_it(
     assert not started
     assert started.error().code is PluginErrorCode.ResourceExhausted
     assert rows(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+@pytest.mark.anyio
+async def test_stored_steps_read_back_in_workflow_order(tmp_path: Path) -> None:
+    """Status and results of a stored execution list its steps in the workflow's order,
+    as a live execution's do, not sorted by id."""
+    path = tmp_path / "runs.db"
+    workflow = Workflow("order")
+    for step_id, deps in (("zeta", []), ("mid", ["zeta"]), ("alpha", ["mid"])):
+        workflow.add_step(WorkflowStep(step_id, "steps", "inc", dependencies=deps))
+    async with engine(path) as orchestrator:
+        orchestrator.register_workflow(workflow).value()
+        eid = (await orchestrator.execute_workflow("order", {"value": 0})).value()
+    async with engine(path) as reader:
+        status = (await reader.get_workflow_status(eid)).value()
+        results = (await reader.get_workflow_results(eid)).value()
+    assert list(status["steps"]) == ["zeta", "mid", "alpha"]
+    assert list(results["steps"]) == ["zeta", "mid", "alpha"]

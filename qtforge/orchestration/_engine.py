@@ -403,6 +403,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         found = self.status_now(execution_id)
         if found or self.store is None:
             return found
+        if self._store_failure is not None:  # the store may know it, but cannot be read
+            return Expected.fail(self._store_failure)
         row = await self._stored(execution_id)
         return found if row is None else Expected.ok(stored_status(row))
 
@@ -471,6 +473,8 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         await anyio.lowlevel.checkpoint()
         found = self._find(execution_id)
         if not found:
+            if self._store_failure is not None:  # the store may know it, but cannot be read
+                return Expected.fail(self._store_failure)
             row = await self._stored(execution_id)
             if row is None:
                 return Expected.fail(found.error())

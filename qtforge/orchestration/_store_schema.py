@@ -78,8 +78,8 @@ _MIGRATIONS: dict[int, str] = {
     CREATE INDEX executions_by_workflow ON executions (workflow_id, created_at);
     """,
     # A `paused` status (the CHECK constraint changes, so the table is rebuilt), the
-    # lease of the process running an execution, cross-process cancel requests, and
-    # the outcomes of rollback steps.
+    # lease of the process running an execution, cross-process cancel requests, the
+    # outcomes of rollback steps, and each step's position in its workflow.
     3: """
     CREATE TABLE executions_v3 (
         execution_id TEXT PRIMARY KEY,
@@ -119,6 +119,7 @@ _MIGRATIONS: dict[int, str] = {
         finished_at REAL,
         PRIMARY KEY (execution_id, step_id)
     ) WITHOUT ROWID;
+    ALTER TABLE step_runs ADD COLUMN position INTEGER;
     """,
 }
 

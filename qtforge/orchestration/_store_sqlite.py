@@ -159,8 +159,9 @@ class SQLiteStore(ExecutionStore):
                  now, now, row["owner"], row["lease_until"]),
             )  # fmt: skip
             con.executemany(
-                "INSERT INTO step_runs (execution_id, step_id, status) VALUES (?, ?, 'pending')",
-                [(row["execution_id"], step_id) for step_id in row["step_ids"]],
+                "INSERT INTO step_runs (execution_id, step_id, status, position)"
+                " VALUES (?, ?, 'pending', ?)",
+                [(row["execution_id"], step_id, n) for n, step_id in enumerate(row["step_ids"])],
             )
             event(con, row["execution_id"], None, None, "ExecutionStarted", None, now)
 
@@ -252,7 +253,9 @@ class SQLiteStore(ExecutionStore):
             execution["steps"] = {
                 step["step_id"]: step
                 for step in rows(
-                    con, "SELECT * FROM step_runs WHERE execution_id = ?", execution_id
+                    con,
+                    "SELECT * FROM step_runs WHERE execution_id = ? ORDER BY position, step_id",
+                    execution_id,
                 )
             }
             execution["attempts"] = rows(
