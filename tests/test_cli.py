@@ -322,6 +322,15 @@ def test_graph_reads_no_plugins_and_refuses_bad_files(workdir: Path) -> None:
     assert "broken.yaml: no such file" in result.stderr
 
 
+def test_graph_to_an_unwritable_path_exits_2_with_one_line(workdir: Path) -> None:
+    """``graph -o`` into a missing directory names the path on stderr and exits 2, with
+    no traceback."""
+    result = invoke("graph", "data_processing.yaml", "-o", "missing/graph.svg")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("Error: cannot write 'missing/graph.svg'")
+    assert "Traceback" not in result.stderr
+
+
 # -- plugins -------------------------------------------------------------------------
 
 

@@ -341,7 +341,7 @@ def test_report_to_an_unwritable_path_fails_cleanly(stored: Stored, tmp_path: Pa
     """An output path in a missing directory exits 2 naming the path."""
     output = tmp_path / "no" / "such" / "dir" / "report.html"
     args = ["report", stored.execution_id, "--store", str(stored.path), "-o", str(output)]
-    _fails_cleanly(CliRunner().invoke(main, args), "cannot write the report to")
+    _fails_cleanly(CliRunner().invoke(main, args), f"cannot write {str(output)!r}")
 
 
 def test_report_needs_store_and_output_options(stored: Stored) -> None:

@@ -38,6 +38,7 @@ from ._run import (
     run_workflow,
     stderr_console,
     stdout_console,
+    write_output,
 )
 from ._stored import cancel, history, read_execution, resume, status, store_option
 
@@ -220,12 +221,7 @@ def graph(
     if fmt is None:
         suffix = output.suffix.lower().lstrip(".") if output else ""
         fmt = {"svg": "svg", "dot": "dot", "gv": "dot"}.get(suffix, "mermaid")
-    text = _graph.render(workflow, fmt, statuses)
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.write_text(text, encoding="utf-8")
-        click.echo(f"wrote {output}", err=True)
+    write_output(output or Path("-"), _graph.render(workflow, fmt, statuses))
 
 
 # -- plugins -------------------------------------------------------------------------

@@ -8,7 +8,6 @@ that cannot be written), with a one-line message and no traceback.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import click
 
 from .._report_html import build_report
 from ..store import SQLiteStore, StoreError
+from ._run import write_output
 
 __all__ = ["report"]
 
@@ -72,14 +72,4 @@ def report(execution_id: str, store_path: Path, output: Path) -> None:
     The file needs no network to view. Exits 2 if the store cannot be read, has no such
     execution, or the output cannot be written.
     """
-    page = _render(store_path, execution_id)
-    if str(output) == "-":
-        sys.stdout.write(page)
-        return
-    try:
-        output.write_text(page, encoding="utf-8")
-    except OSError as exc:
-        raise _Failure(
-            f"cannot write the report to {str(output)!r}: {exc.strerror or exc}"
-        ) from None
-    click.echo(f"wrote {output}", err=True)
+    write_output(output, _render(store_path, execution_id))

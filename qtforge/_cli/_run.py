@@ -52,6 +52,7 @@ __all__ = [
     "stdout_console",
     "stored_workflow",
     "to_json",
+    "write_output",
 ]
 
 EXIT_OK = 0
@@ -79,6 +80,19 @@ def fail(message: str, status: int = EXIT_USAGE) -> NoReturn:
     """Print ``Error: message`` on standard error and exit with `status`."""
     stderr_console().print(f"Error: {message}", markup=False, style="red", soft_wrap=True)
     sys.exit(status)
+
+
+def write_output(output: Path, text: str) -> None:
+    """Write a command's output to `output` (``-``: standard output); exit 2 with one
+    line if it cannot be written."""
+    if str(output) == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot write {str(output)!r}: {exc.strerror or exc}")
+    click.echo(f"wrote {output}", err=True)
 
 
 def fail_with_problems(error: WorkflowFileError, status: int) -> NoReturn:
