@@ -43,7 +43,17 @@ from ._run import (
     to_json,
 )
 
-__all__ = ["STATUSES", "cancel", "history", "read_execution", "resume", "status", "store_option"]
+__all__ = [
+    "EXECUTION_ID",
+    "STATUSES",
+    "cancel",
+    "history",
+    "read_execution",
+    "resume",
+    "status",
+    "store_option",
+    "with_store",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -61,16 +71,19 @@ def store_option(required: bool = True) -> Callable[[F], F]:
     )
 
 
-_ID = click.argument("execution_id", metavar="ID")
+EXECUTION_ID = click.argument("execution_id", metavar="ID")
 
 
-def _with_store(
+def with_store(
     store: Path,
     work: Callable[[AsyncPluginOrchestrator], Awaitable[T]],
     plugins: PluginManager | None = None,
 ) -> T:
     """``work(orchestrator)`` on an orchestrator opened on `store`; a `PluginError` (an
-    unknown execution, an unusable store, ...) ends the command with its message."""
+    unknown execution, an unusable store, ...) ends the command with its message. An
+    empty file is refused: opening it would make it a store."""
+    if store.stat().st_size == 0:
+        fail(f"{str(store)!r} is empty, not a qtforge store")
 
     async def main() -> T:
         async with open_orchestrator(plugins or PluginManager(), store) as orchestrator:
@@ -169,7 +182,7 @@ def history(
         )
         return [_summary(row) for row in found.value()]
 
-    rows = _with_store(store, find)
+    rows = with_store(store, find)
     if limit is not None:
         rows = rows[-limit:]
     if as_json:
@@ -227,11 +240,11 @@ def read_execution(store: Path, execution_id: str) -> tuple[Workflow, dict[str, 
     """The workflow recorded with a stored execution, and its `get_workflow_status`
     dictionary plus ``step_details`` (per step: status, attempts, error, times); ends the
     command (exit 2) if the execution or the store cannot be read."""
-    return _with_store(store, lambda orchestrator: _read(orchestrator, execution_id))
+    return with_store(store, lambda orchestrator: _read(orchestrator, execution_id))
 
 
 @click.command()
-@_ID
+@EXECUTION_ID
 @store_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the status dictionary as JSON.")
 def status(execution_id: str, store: Path, as_json: bool) -> None:
@@ -311,7 +324,7 @@ def _plugins(file: Path | None) -> tuple[PluginManager, str | None]:
 
 
 @click.command()
-@_ID
+@EXECUTION_ID
 @store_option()
 @_PLUGINS_FILE
 @click.option("--json", "as_json", is_flag=True, help="Print only the results dictionary, as JSON.")
@@ -347,7 +360,7 @@ def resume(execution_id: str, store: Path, file: Path | None, as_json: bool) -> 
 
 
 @click.command()
-@_ID
+@EXECUTION_ID
 @store_option()
 @_PLUGINS_FILE
 def cancel(execution_id: str, store: Path, file: Path | None) -> None:
@@ -369,7 +382,7 @@ def cancel(execution_id: str, store: Path, file: Path | None) -> None:
         return str((await orchestrator.get_workflow_status(execution_id)).value()["status"])
 
     with engine_warnings_quieted(True):
-        state = _with_store(store, request, manager)
+        state = with_store(store, request, manager)
     if state == "cancelled":
         click.echo(f"Execution {execution_id} cancelled.")
     else:
