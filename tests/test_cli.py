@@ -18,13 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-
-from qtforge._cli import main
+from _cli import PROCESS_TIMEOUT, QTFORGE, invoke, plain_environment
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-QTFORGE = Path(sys.executable).with_name("qtforge")  # the console script of this venv
-PROCESS_TIMEOUT = 30  # seconds; each process needs about one
 
 # A plugin module written next to the test workflows: their `plugins` section loads it.
 PLUGINS = """
@@ -128,15 +124,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     sys.modules.pop("cli_test_plugins", None)
 
 
-def invoke(*args: str) -> Result:
-    """Run ``qtforge ARGS`` in this process, as from a pipe (not a terminal)."""
-    runner = CliRunner(env={"TTY_COMPATIBLE": None, "FORCE_COLOR": None, "COLUMNS": "200"})
-    return runner.invoke(main, list(args), catch_exceptions=False)
 
 
-def plain_environment() -> dict[str, str]:
-    """This environment without the variables that make rich treat any output as a terminal."""
-    return {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR")}
 
 
 def event_kinds(stdout: str) -> list[tuple[str, str]]:

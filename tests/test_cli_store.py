@@ -5,7 +5,6 @@ one must crash or be cancelled from outside."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import sqlite3
@@ -17,12 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
-
-from qtforge._cli import main
-
-QTFORGE = Path(sys.executable).with_name("qtforge")  # the console script of this venv
-PROCESS_TIMEOUT = 30  # seconds; each process needs about one
+from _cli import PROCESS_TIMEOUT, QTFORGE, invoke, plain_environment
 
 # Written next to the workflows, whose `plugins` section loads it. Each run of a step is
 # appended to steps.log in the current directory, to tell which steps ran again.
@@ -82,9 +76,6 @@ def _write_files(folder: Path) -> None:
         (folder / name).write_text(textwrap.dedent(text), encoding="utf-8")
 
 
-def plain_environment() -> dict[str, str]:
-    """This environment without the variables that make rich treat any output as a terminal."""
-    return {k: v for k, v in os.environ.items() if k not in ("TTY_COMPATIBLE", "FORCE_COLOR")}
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +125,6 @@ def interrupted(workdir: Path, crashed_store: tuple[Path, str]) -> str:
     return execution_id
 
 
-def invoke(*args: str, terminal: bool = False) -> Result:
-    """Run ``qtforge ARGS`` in this process, as from a pipe (or as on a terminal)."""
-    env = {"TTY_COMPATIBLE": "1" if terminal else None, "FORCE_COLOR": None, "COLUMNS": "200"}
-    return CliRunner(env=env).invoke(main, list(args), catch_exceptions=False)
 
 
 def run_stored(workflow: str) -> str:
