@@ -294,6 +294,7 @@ async def refused(path: Path, *, unreadable: bool = True, **options: Any) -> Plu
                 await orchestrator.find_executions(),
                 await orchestrator.get_workflow_status("e" * 32),
                 await orchestrator.get_workflow_results("e" * 32),
+                await orchestrator.cancel_workflow("e" * 32),
             ):
                 assert answer.error().code is started.error().code
         return started.error().code

@@ -203,7 +203,7 @@ def _compensations(
 ) -> dict[str, Any]:
     """``{"compensations": ...}`` for a workflow with rollback steps, as live
     executions report them, else nothing."""
-    if not row.get("compensations") and '"rollback_steps"' not in row["snapshot"]:
+    if not row["compensations"] and not json.loads(row["snapshot"]).get("rollback_steps"):
         return {}
     return {"compensations": {done["step_id"]: view(done) for done in row["compensations"]}}
 

@@ -322,8 +322,10 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         if found:
             found.value().cancel(_CANCELLED)
             return Expected.ok(None)
-        if execution_id in self._executions or self._stored_unusable():
+        if execution_id in self._executions or self.store is None or self._state != "open":
             return Expected.fail(found.error())
+        if self._store_failure is not None:  # the store may know it, but cannot be read
+            return Expected.fail(self._store_failure)
         return await self._cancel_stored(execution_id)
 
     async def _cancel_stored(self, execution_id: str) -> Expected[None, PluginError]:
@@ -408,13 +410,9 @@ class AsyncPluginOrchestrator(WorkflowRegistry):
         row = await self._stored(execution_id)
         return found if row is None else Expected.ok(stored_status(row))
 
-    def _stored_unusable(self) -> bool:
-        return self.store is None or self._store_failure is not None or self._state != "open"
-
     async def _stored(self, execution_id: str) -> dict[str, Any] | None:
-        if self._stored_unusable():
+        if self.store is None or self._store_failure is not None or self._state != "open":
             return None
-        assert self.store is not None
         return await self.store.load(execution_id)
 
     async def find_executions(
