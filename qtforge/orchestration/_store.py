@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from .._errors import PluginError, PluginErrorCode
+from ._records import error_fields
 
 __all__ = [
     "ExecutionStore",
@@ -74,7 +75,7 @@ def lease_held(owner: str | None, lease_until: float | None, now: float) -> bool
     except ProcessLookupError:
         return False
     except PermissionError:  # alive, another user's
-        return True
+        pass
     return True
 
 
@@ -102,8 +103,8 @@ class JSONSerializer:
 
 
 # A change: (kind, fields). Kinds: "attempt_started", "attempt_ended", "step_completed",
-# "step_ended", "execution_state", "compensation_ended", "execution_finished". Stores
-# apply a batch in one transaction.
+# "step_ended", "execution_state", "execution_ending", "compensation_ended",
+# "execution_finished". Stores apply a batch in one transaction.
 Change = tuple[str, dict[str, Any]]
 
 
@@ -270,7 +271,11 @@ class Journal:
         number = self.attempt_number(index, attempt)
         self._pending.append(
             self._change(
-                "attempt_ended", index, attempt=number, outcome=outcome, error=_text(error)
+                "attempt_ended",
+                index,
+                attempt=number,
+                outcome=outcome,
+                error=error_fields(error)["error"],
             )
         )
 
@@ -288,7 +293,7 @@ class Journal:
                 index,
                 status=status,
                 attempts=self._base.get(self._step_ids[index], 0) + attempts,
-                **_error(error),
+                **error_fields(error),
                 reason=reason,
             )
         )
@@ -300,7 +305,8 @@ class Journal:
     async def ending(self, status: str, error: PluginError | None) -> None:
         """The execution ends `status` once its rollback steps have run: a crash
         before then is resumed by running the rest of them, not its steps."""
-        await self._flush(self._change("execution_ending", None, status=status, **_error(error)))
+        change = self._change("execution_ending", None, status=status, **error_fields(error))
+        await self._flush(change)
 
     async def compensation_ended(
         self,
@@ -320,7 +326,7 @@ class Journal:
                 attempts=attempts,
                 started_at=started,
                 finished_at=ended,
-                **_error(error),
+                **error_fields(error),
             )
         )
 
@@ -334,16 +340,7 @@ class Journal:
                 "execution_finished",
                 None,
                 status=status,
-                **_error(error),
+                **error_fields(error),
                 data=blob,
             )
         )
-
-
-def _error(error: PluginError | None) -> dict[str, str | None]:
-    """The ``error`` and ``error_code`` fields of a change."""
-    return {"error": _text(error), "error_code": None if error is None else error.code.name}
-
-
-def _text(error: PluginError | None) -> str | None:
-    return None if error is None else (error.message or str(error))
