@@ -34,11 +34,7 @@ from ._dataflow import contribution
 from ._deadlines import Deadlines, Lane
 from ._execution_state import ExecutionState
 from ._model import ExecutionMode, StepStatus
-from ._records import (
-    ExecutionStatus,
-    duration_ms,
-    error_fields,
-)
+from ._records import ExecutionStatus, duration_ms, error_fields
 from ._spec import StepSpec, WorkflowSpec
 
 if TYPE_CHECKING:
@@ -172,10 +168,9 @@ class Execution(ExecutionState):
             await self._settled()
 
     async def _compensate(self) -> None:
-        """A failed or cancelled execution runs its rollback steps (``_compensation.py``)."""
-        if not self.spec.rollbacks or self.status is ExecutionStatus.Completed:
-            return
-        if self._store_lost:  # resuming it will carry on instead
+        """A failed or cancelled execution runs its rollback steps (``_compensation.py``),
+        unless the store failed under it: resuming it will carry on instead."""
+        if not self.spec.rollbacks or self.status is ExecutionStatus.Completed or self._store_lost:
             return
         calls = StepCalls(self._engine, self.spec, self.id, _no_progress)
         engine = self._engine
