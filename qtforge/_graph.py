@@ -18,14 +18,24 @@ import attrs
 
 from .orchestration import Workflow
 
-__all__ = ["FORMATS", "Layout", "layout", "render", "to_dot", "to_mermaid", "to_svg"]
+__all__ = [
+    "FORMATS",
+    "STATUS_COLOURS",
+    "Layout",
+    "layout",
+    "render",
+    "to_dot",
+    "to_mermaid",
+    "to_svg",
+]
 
 FORMATS = ("mermaid", "dot", "svg")
 
 # Fill and stroke per step status; pending (and no status) is plain white.
-_COLOURS = {
+STATUS_COLOURS = {
     "pending": ("#ffffff", "#6c757d"),
     "running": ("#cfe2ff", "#0d6efd"),
+    "paused": ("#e2d9f3", "#6f42c1"),
     "retrying": ("#ffe5d0", "#fd7e14"),
     "completed": ("#d1e7dd", "#198754"),
     "failed": ("#f8d7da", "#dc3545"),
@@ -79,9 +89,9 @@ def to_mermaid(workflow: Workflow, statuses: Mapping[str, str] | None = None) ->
         out.append(f'    s{i}["{label}"]')
     out.extend(f"    s{a} --> s{b}" for a, b in _edges(workflow))
     if statuses:
-        used = sorted({status for status in statuses.values() if status in _COLOURS})
+        used = sorted({status for status in statuses.values() if status in STATUS_COLOURS})
         for status in used:
-            fill, stroke = _COLOURS[status]
+            fill, stroke = STATUS_COLOURS[status]
             out.append(f"    classDef {status} fill:{fill},stroke:{stroke}")
         for status in used:
             members = [
@@ -107,8 +117,8 @@ def to_dot(workflow: Workflow, statuses: Mapping[str, str] | None = None) -> str
     for i, step in enumerate(workflow.steps):
         attributes = [f"label={_dot_text(chr(10).join(_lines(workflow, i)))}"]
         status = (statuses or {}).get(step.step_id)
-        if status in _COLOURS:
-            fill, stroke = _COLOURS[status]
+        if status in STATUS_COLOURS:
+            fill, stroke = STATUS_COLOURS[status]
             attributes += [f'fillcolor="{fill}"', f'color="{stroke}"']
         out.append(f"    {_dot_text(step.step_id)} [{', '.join(attributes)}];")
     steps = workflow.steps
@@ -299,7 +309,7 @@ def to_svg(workflow: Workflow, statuses: Mapping[str, str] | None = None) -> str
     for i, step in enumerate(steps):
         x, y, w, h = placed.boxes[i]
         status = (statuses or {}).get(step.step_id)
-        fill, stroke = _COLOURS.get(status or "pending", _COLOURS["pending"])
+        fill, stroke = STATUS_COLOURS.get(status or "pending", STATUS_COLOURS["pending"])
         out.append(
             f'<g class="step" data-step="{html.escape(step.step_id)}"'
             + (f' data-status="{html.escape(status)}">' if status else ">")

@@ -42,23 +42,13 @@ pre { margin: 0; white-space: pre-wrap; word-break: break-word; max-width: 560px
 ol.attempts { margin: 0; padding-left: 18px; }
 """
 
-_STATUS_COLOURS = {
-    "completed": "#d1e7dd",
-    "failed": "#f8d7da",
-    "cancelled": "#fff3cd",
-    "skipped": "#e9ecef",
-    "running": "#cfe2ff",
-    "pending": "#ffffff",
-    "paused": "#e2d9f3",
-}
-
 
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
 def _status(status: Any) -> str:
-    colour = _STATUS_COLOURS.get(str(status), "#ffffff")
+    colour = _graph.STATUS_COLOURS.get(str(status), _graph.STATUS_COLOURS["pending"])[0]
     return f'<span class="status" style="background: {colour}">{_e(status)}</span>'
 
 
