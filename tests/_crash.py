@@ -1,7 +1,8 @@
-"""Shared by the crash tests: a chain of steps run by a child process that a test kills.
+"""Shared by the crash tests: a workflow of steps run by a child process that a test kills.
 
 The child (`child` runs it to the end, `spawn` hands it over to be signalled) executes
-the chain ``s0 -> s1 -> ...`` with a SQLite store, or resumes a stored execution of it.
+the chain ``s0 -> s1 -> ...`` (or, with ``SHAPE=diamond``, a parallel fan-out and join
+of as many steps) with a SQLite store, or resumes a stored execution of it.
 Each step appends ``"<step id> <idempotency key>"`` to a side-effect log before it
 returns, so a test can count how often each step really ran. The child's environment
 steers it: ``KILL_IN_STEP`` (SIGKILL itself in that step, after its side effect),
@@ -27,7 +28,13 @@ from typing import Any
 import anyio
 
 from qtforge import PluginManager
-from qtforge.orchestration import PluginOrchestrator, StepContext, Workflow, WorkflowStep
+from qtforge.orchestration import (
+    ExecutionMode,
+    PluginOrchestrator,
+    StepContext,
+    Workflow,
+    WorkflowStep,
+)
 
 STEPS = 6
 
@@ -76,11 +83,17 @@ def manager_with(plugin: Steps) -> PluginManager:
     return manager
 
 
-def crashy() -> Workflow:
-    """The chain ``s0 -> s1 -> ...`` of `STEPS` ``inc`` calls, as workflow ``crashy``."""
-    workflow = Workflow("crashy")
-    for i in range(STEPS):
-        deps = [f"s{i - 1}"] if i else []
+# Each step's dependencies, per shape; every shape has `STEPS` steps s0, s1, ...
+SHAPES: dict[str, list[list[str]]] = {
+    "chain": [[f"s{i - 1}"] if i else [] for i in range(STEPS)],
+    "diamond": [[], ["s0"], ["s0"], ["s0"], ["s1", "s2", "s3"], ["s4"]],
+}
+
+
+def crashy(shape: str = "chain") -> Workflow:
+    """`STEPS` ``inc`` calls in `shape` (in parallel mode), as workflow ``crashy``."""
+    workflow = Workflow("crashy").set_execution_mode(ExecutionMode.Parallel)
+    for i, deps in enumerate(SHAPES[shape]):
         workflow.add_step(WorkflowStep(f"s{i}", "steps", "inc", dependencies=deps))
     return workflow
 
@@ -100,7 +113,7 @@ def main() -> None:
         if env.get("READY"):
             print("ready", flush=True)
         if command == "start":
-            orchestrator.register_workflow(crashy()).value()
+            orchestrator.register_workflow(crashy(env.get("SHAPE", "chain"))).value()
             eid = orchestrator.execute_workflow("crashy", {"value": 0}).value()
         else:
             eid = orchestrator.resume_workflow(command).value()
@@ -160,10 +173,12 @@ def query(db: Path, sql: str) -> list[tuple[Any, ...]]:
         con.close()
 
 
-def uninterrupted_data(pads: Mapping[str, int] | None = None) -> dict[str, Any]:
+def uninterrupted_data(
+    pads: Mapping[str, int] | None = None, shape: str = "chain"
+) -> dict[str, Any]:
     """The final data of the same workflow run in memory, without a store."""
     with PluginOrchestrator(manager_with(Steps(pads=pads))) as orchestrator:
-        orchestrator.register_workflow(crashy()).value()
+        orchestrator.register_workflow(crashy(shape)).value()
         eid = orchestrator.execute_workflow("crashy", {"value": 0}).value()
         data: dict[str, Any] = orchestrator.get_workflow_results(eid).value()["data"]
     return data

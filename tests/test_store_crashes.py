@@ -65,7 +65,11 @@ def execution(db: Path) -> tuple[str, str] | None:
 
 
 def assert_ran_once(
-    db: Path, log: Path, interruptions: Sequence[Interruption], pads: dict[str, int] | None = None
+    db: Path,
+    log: Path,
+    interruptions: Sequence[Interruption],
+    pads: dict[str, int] | None = None,
+    shape: str = "chain",
 ) -> None:
     """The invariants of an execution completed after `interruptions`: a sound file, the
     data of an uninterrupted run, no step run again once the store had it completed,
@@ -77,7 +81,7 @@ def assert_ran_once(
         db, "SELECT execution_id, status, data, resumes FROM executions"
     )  # fmt: skip
     assert status == "completed", where
-    assert json.loads(data) == uninterrupted_data(pads), where
+    assert json.loads(data) == uninterrupted_data(pads, shape), where
     runs = [line.split() for line in log.read_text().splitlines()]
     assert {key for _, key in runs} == {f"{eid}/{step}" for step in STEP_IDS}, where
     for interruption in interruptions:
@@ -172,13 +176,14 @@ def draw(rng: random.Random) -> Plan:
     return Plan(backend, after=round(rng.uniform(0.0, 0.3), 3))
 
 
-def run_child(db: Path, log: Path, command: str, plan: Plan) -> tuple[int, str]:
-    """Run one child under `plan`; its return code and stderr."""
+def run_child(db: Path, log: Path, command: str, plan: Plan, shape: str) -> tuple[int, str]:
+    """Run one child under `plan`, on a workflow of `shape`; its return code and stderr."""
     if plan.after is None:
         env = {"QTFORGE_CRASH_AT": plan.crash_at} if plan.crash_at else {}
-        done = child(db, log, plan.backend, command, **env)
+        done = child(db, log, plan.backend, command, SHAPE=shape, **env)
         return done.returncode, done.stderr
-    with spawn(db, log, plan.backend, command, READY="1", PAUSE=str(PAUSE)) as process:
+    pacing = {"READY": "1", "PAUSE": str(PAUSE), "SHAPE": shape}
+    with spawn(db, log, plan.backend, command, **pacing) as process:
         assert process.stdout is not None
         assert process.stdout.readline() == "ready\n", process.communicate()[1]
         try:
@@ -189,21 +194,24 @@ def run_child(db: Path, log: Path, command: str, plan: Plan) -> tuple[int, str]:
     return process.returncode, stderr
 
 
-@pytest.mark.parametrize("iteration", range(6))
+@pytest.mark.parametrize(
+    ("shape", "iteration"), [*(("chain", i) for i in range(6)), *(("diamond", i) for i in range(4))]
+)
 def test_sigkills_at_random_moments_until_done_keep_the_store_sound(
-    tmp_path: Path, iteration: int
+    tmp_path: Path, shape: str, iteration: int
 ) -> None:
     """SIGKILLed up to three times in a row at seeded random moments (a crash point or a
-    delay) and resumed each time, an execution keeps a sound file after every kill and
-    ends as an uninterrupted run, no completed step run again."""
-    rng = random.Random(SEED * 1000 + iteration)
+    delay) and resumed each time, an execution (a chain, or parallel branches and a
+    join) keeps a sound file after every kill and ends as an uninterrupted run, no
+    completed step run again."""
+    rng = random.Random(SEED * 1000 + iteration + (100 if shape == "diamond" else 0))
     plans = [*(draw(rng) for _ in range(KILLS)), Plan(rng.choice(BACKENDS))]
     db, log = tmp_path / "runs.db", tmp_path / "side_effects.log"
     interruptions: list[Interruption] = []
     command = "start"
     for number, plan in enumerate(plans):
         how = f"child {number} ({command}) under {plan}"
-        returncode, stderr = run_child(db, log, command, plan)
+        returncode, stderr = run_child(db, log, command, plan, shape)
         assert returncode in (0, -signal.SIGKILL), f"{how}: {stderr}"
         interruption = survey(db, log, how)
         found = execution(db)
@@ -213,7 +221,7 @@ def test_sigkills_at_random_moments_until_done_keep_the_store_sound(
         assert found is None or found[1] == "running", how
         command = "start" if found is None else found[0]  # killed before it was recorded
         interruptions.append(interruption)
-    assert_ran_once(db, log, interruptions)
+    assert_ran_once(db, log, interruptions, shape=shape)
 
 
 # -- a full store while resuming ------------------------------------------------------------
