@@ -15,6 +15,7 @@ import itertools
 import threading
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from functools import partial
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from qtforge.orchestration import (
     Workflow,
     WorkflowStep,
 )
+from qtforge.orchestration._records import iso_time
 
 settings.register_profile(
     "qtforge-properties",
@@ -557,3 +559,14 @@ def test_topological_order_breaks_ties_by_add_order() -> None:
     """Among steps ready together, the one added first comes first."""
     case = Case(ExecutionMode.Sequential, (plan(), plan(), plan(0)), (1, 2, 0))
     assert case.topological_order() == [1, 0, 2]
+
+
+@given(st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False))
+def test_iso_times_never_run_past_the_moment_they_show(seconds: float) -> None:
+    """An ISO time read back is never later than the moment it was written from, so a
+    time copied from status or history into a lower bound (``--since``) keeps it."""
+    text = iso_time(seconds)
+    assert text is not None
+    back = datetime.fromisoformat(text).timestamp()
+    assert back <= seconds
+    assert seconds - back < 2e-6

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +24,7 @@ from rich.table import Table
 from .._errors import PluginError, PluginErrorCode
 from .._plugins import PluginManager
 from ..orchestration import AsyncPluginOrchestrator, Workflow, WorkflowFileError
+from ..orchestration._records import iso_time
 from ._display import Display, duration_text, styled
 from ._run import (
     EXIT_CANCELLED,
@@ -95,10 +96,6 @@ def with_store(
         fail(error.message)
 
 
-def _iso(seconds: float | None) -> str | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
-
-
 def _local(seconds: float | None) -> str:
     if seconds is None:
         return ""
@@ -142,8 +139,8 @@ def _summary(row: Mapping[str, Any]) -> dict[str, Any]:
         "execution_id": row["execution_id"],
         "workflow_id": row["workflow_id"],
         "status": row["status"],
-        "started_at": _iso(created),
-        "finished_at": _iso(finished),
+        "started_at": iso_time(created),
+        "finished_at": iso_time(finished),
         "duration_ms": _span_ms(created, finished),
         "resumes": row.get("resumes", 0),
         "error": row.get("error"),
@@ -229,8 +226,8 @@ async def _read(
             "error": stored["error"],
             "error_code": stored["error_code"],
             "reason": stored["reason"],
-            "started_at": _iso(begun),
-            "finished_at": _iso(ended),
+            "started_at": iso_time(begun),
+            "finished_at": iso_time(ended),
             "duration_ms": _span_ms(begun, ended),
         }
     return workflow, {**found, "step_details": details}

@@ -7,7 +7,6 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .._errors import Expected, PluginError, PluginErrorCode
@@ -15,7 +14,7 @@ from ._compensation import CompensationRecord
 from ._execution import Execution
 from ._fileproblems import WorkflowFileError
 from ._model import StepStatus
-from ._records import ExecutionStatus, StoredStep
+from ._records import ExecutionStatus, StoredStep, iso_time
 from ._spec import WorkflowSpec, to_workflow, validate_workflow
 from ._store import ExecutionStore, Journal, StoreError
 from ._store_sqlite import SQLiteStore
@@ -166,10 +165,6 @@ def _json(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-
-
 def stored_status(row: Mapping[str, Any]) -> dict[str, Any]:
     """`get_workflow_status`'s dictionary for an execution read from the store."""
     steps = row["steps"]
@@ -190,8 +185,8 @@ def stored_status(row: Mapping[str, Any]) -> dict[str, Any]:
         "cancelled_steps": counted.count("cancelled"),
         "total_steps": len(steps),
         "steps": statuses,
-        "started_at": _iso(row["created_at"]),
-        "finished_at": _iso(row["finished_at"]),
+        "started_at": iso_time(row["created_at"]),
+        "finished_at": iso_time(row["finished_at"]),
         "error": row["error"],
         "error_code": row["error_code"],
         **_compensations(row, lambda done: done["status"]),
@@ -225,8 +220,8 @@ def stored_results(row: Mapping[str, Any], store: ExecutionStore) -> dict[str, A
             "error": step["error"],
             "error_code": step["error_code"],
             "attempts": step["attempts"],
-            "started_at": _iso(begun),
-            "finished_at": _iso(ended),
+            "started_at": iso_time(begun),
+            "finished_at": iso_time(ended),
             "duration_ms": None
             if begun is None or ended is None
             else round((ended - begun) * 1000, 3),
@@ -241,8 +236,8 @@ def stored_results(row: Mapping[str, Any], store: ExecutionStore) -> dict[str, A
         "data": None if row["data"] is None else loads(row["data"]),
         "error": row["error"],
         "error_code": row["error_code"],
-        "started_at": _iso(created),
-        "finished_at": _iso(finished),
+        "started_at": iso_time(created),
+        "finished_at": iso_time(finished),
         "duration_ms": None if finished is None else round((finished - created) * 1000, 3),
         "steps": steps,
         **_compensations(row, _compensation_result),

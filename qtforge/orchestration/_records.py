@@ -7,7 +7,7 @@ them on demand, so reading status while a workflow runs is always consistent.
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
@@ -15,7 +15,14 @@ import attrs
 from .._errors import PluginError
 from ._model import StepStatus
 
-__all__ = ["ExecutionStatus", "StepRecord", "StoredStep", "Timeline", "error_fields"]
+__all__ = [
+    "ExecutionStatus",
+    "StepRecord",
+    "StoredStep",
+    "Timeline",
+    "error_fields",
+    "iso_time",
+]
 
 
 class ExecutionStatus(enum.StrEnum):
@@ -65,6 +72,17 @@ class StoredStep:
     finished_at: float | None
 
 
+def iso_time(seconds: float | None) -> str | None:
+    """`seconds` since the epoch as ISO 8601 in UTC, to the microsecond, never later than
+    `seconds` (a time read back and used as a lower bound still includes its moment)."""
+    if seconds is None:
+        return None
+    moment = datetime.fromtimestamp(seconds, UTC)
+    if moment.timestamp() > seconds:  # rounded up to the next microsecond
+        moment -= timedelta(microseconds=1)
+    return moment.isoformat()
+
+
 class Timeline:
     """Turns loop times into wall-clock ISO 8601 strings, anchored at one instant.
 
@@ -86,9 +104,7 @@ class Timeline:
         return None if wall_time is None else self._loop0 + (wall_time - self._wall0)
 
     def iso(self, loop_time: float | None) -> str | None:
-        if loop_time is None:
-            return None
-        return datetime.fromtimestamp(self.wall(loop_time), UTC).isoformat()
+        return None if loop_time is None else iso_time(self.wall(loop_time))
 
 
 def duration_ms(started: float | None, finished: float | None) -> float | None:
