@@ -31,6 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from .. import _timeline
 from ..orchestration import Workflow
 from ..orchestration import events as ev
 
@@ -213,10 +214,11 @@ class LiveDisplay:
 
 
 def duration_text(milliseconds: object) -> str:
-    """``850 ms`` or ``12.5 s``; empty if `milliseconds` is not a number."""
+    """A duration in ms written as the report writes it (``850 ms``, ``12.5 s``,
+    ``3 min 20 s``); empty if `milliseconds` is not a number."""
     if not isinstance(milliseconds, int | float):
         return ""
-    return f"{milliseconds:.0f} ms" if milliseconds < 10_000 else f"{milliseconds / 1000:.1f} s"
+    return _timeline.duration_text(milliseconds / 1000)
 
 
 def summary_table(workflow: Workflow, results: Mapping[str, Any]) -> Table:
